@@ -1,0 +1,226 @@
+"""The record format shared by every ATLaS stage, and nothing else.
+
+A record is one AgentTraj-L trajectory (AgentGym's format):
+
+    {"item_id": "babyai_12",
+     "conversations": [{"from": "human", "loss": null,  "value": "<instruction>"},
+                       {"from": "gpt",   "loss": false, "value": "Ok."},
+                       {"from": "human", "loss": null,  "value": "<first observation>"},
+                       {"from": "gpt",   "loss": true,  "value": "Thought: ...\\nAction: ..."},
+                       ...]}
+
+A *step* is a `gpt` turn whose `loss` is true in the source. Steps are named everywhere by their index in
+`conversations`. Every selector (select.py, perplexity.py, value_estimate.py) writes the same record back with:
+
+    "steps":          [3, 5, 7, ...]     # all step indices of the source record (never changes)
+    "critical_steps": [5, 9]             # the selected ones, a subset of "steps", sorted
+    "loss" flags                         # true only on the critical steps, so AgentGym's trainer trains ATLaS too
+    "selection":      {"method": ..., "ratio": ..., ...}   # who selected them and why
+
+Files are JSONL (one record per line) or, for AgentTraj-L as published, one JSON list. This module needs only the
+standard library, so that `select.py` starts fast; the tokenisation of steps (which needs a tokenizer) lives at
+the bottom and imports nothing heavy at module level.
+"""
+import json
+import math
+import os
+
+ROLES = ("human", "gpt")
+
+
+class RecordError(ValueError):
+    """Bad input: the message names the file, the line or record number, and the problem."""
+
+
+# ----------------------------------------------------------------------------- reading and validation
+
+def _where(path, lineno, item_id=None):
+    where = f"{path}:{lineno}" if lineno else str(path)
+    return f"{where} (item_id {item_id!r})" if item_id is not None else where
+
+
+def validate_record(rec, where="record"):
+    """Raise RecordError naming `where` if `rec` is not a valid trajectory record; return it unchanged."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
+    item_id = rec.get("item_id")
+    if item_id is None:
+        raise RecordError(f"{where}: missing field 'item_id'")
+    if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
+        raise RecordError(f"{where}: 'item_id' must be a string, got {item_id!r}")
+    where = f"{where} (item_id {item_id!r})"
+    conv = rec.get("conversations")
+    if conv is None:
+        raise RecordError(f"{where}: missing field 'conversations'")
+    if not isinstance(conv, list) or not conv:
+        raise RecordError(f"{where}: 'conversations' must be a non-empty list")
+    for i, turn in enumerate(conv):
+        if not isinstance(turn, dict):
+            raise RecordError(f"{where}: conversations[{i}] must be an object")
+        for key in ("from", "value"):
+            if key not in turn:
+                raise RecordError(f"{where}: conversations[{i}] has no '{key}'")
+        role = turn["from"]
+        if role not in ROLES:
+            raise RecordError(f"{where}: conversations[{i}] has role {role!r}, expected 'human' or 'gpt'")
+        expected = ROLES[i % 2]
+        if role != expected:
+            raise RecordError(f"{where}: conversations[{i}] is {role!r} but roles must alternate "
+                              f"human, gpt, human, ... (expected {expected!r})")
+        if not isinstance(turn["value"], str) or not turn["value"].strip():
+            raise RecordError(f"{where}: conversations[{i}] has an empty or non-string 'value'")
+        loss = turn.get("loss")
+        if loss not in (None, False, True):
+            raise RecordError(f"{where}: conversations[{i}] has loss {loss!r}, expected null, false or true")
+        if role == "human" and loss:
+            raise RecordError(f"{where}: conversations[{i}] is a human turn with loss true")
+    steps = step_indices(rec)
+    if not steps:
+        raise RecordError(f"{where}: no steps (no gpt turn has loss true)")
+    if "steps" in rec:
+        bad = [s for s in rec["steps"] if not (isinstance(s, int) and 0 <= s < len(conv) and s % 2 == 1)]
+        if bad or sorted(set(rec["steps"])) != rec["steps"]:
+            raise RecordError(f"{where}: 'steps' must be sorted distinct indices of gpt turns, got {rec['steps']}")
+    if "critical_steps" in rec:
+        crit = rec["critical_steps"]
+        if not isinstance(crit, list) or not set(crit) <= set(steps) or sorted(set(crit)) != crit:
+            raise RecordError(f"{where}: 'critical_steps' must be sorted distinct members of 'steps', got {crit}")
+    return rec
+
+
+def iter_records(path, validate=True):
+    """Yield (lineno, record) from a JSONL file or a JSON list (AgentTraj-L as published); lineno is the
+    1-based line of a JSONL file or the 1-based position in a JSON list. Duplicate item_ids are an error."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise RecordError(f"{path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+        f.seek(0)
+        seen = {}
+        if head.startswith("["):
+            try:
+                items = json.load(f)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+            numbered = ((n, rec) for n, rec in enumerate(items, 1))
+            kind = "record"
+        else:
+            numbered = _jsonl_lines(f, path)
+            kind = "line"
+        for n, rec in numbered:
+            where = f"{path}: {kind} {n}"
+            if validate:
+                validate_record(rec, where)
+            item_id = rec.get("item_id") if isinstance(rec, dict) else None
+            if item_id in seen:
+                raise RecordError(f"{where}: duplicate item_id {item_id!r} (first at {kind} {seen[item_id]})")
+            seen[item_id] = n
+            yield n, rec
+
+
+def _jsonl_lines(f, path):
+    for n, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def read_records(path, validate=True):
+    """All records of a file, validated; raises RecordError on the first bad one, or if the file has none."""
+    records = [rec for _, rec in iter_records(path, validate)]
+    if not records:
+        raise RecordError(f"{path}: the file holds no records")
+    return records
+
+
+def step_indices(rec):
+    """Indices in `conversations` of the record's steps: `rec["steps"]` once a selector has written it,
+    otherwise the gpt turns with loss true (the "Ok." preamble has loss false and is not a step)."""
+    if "steps" in rec:
+        return list(rec["steps"])
+    return [i for i, t in enumerate(rec["conversations"]) if t.get("from") == "gpt" and t.get("loss") is True]
+
+
+def loss_turns(rec):
+    """Indices of the turns a trainer computes loss on: gpt turns whose loss flag is true *now*."""
+    return [i for i, t in enumerate(rec["conversations"]) if t.get("from") == "gpt" and t.get("loss") is True]
+
+
+# ----------------------------------------------------------------------------- selection
+
+def budget(num_steps, ratio):
+    """How many steps a selector may pick from a trajectory of `num_steps` steps at ratio m:
+    k = max(1, floor(m * T)), never more than T. The paper asks for "at most m% x length(tau)" steps;
+    the floor keeps us at or under that bound, and the minimum of one keeps short trajectories trainable.
+    (The 1e-9 guards against 0.3 * 10 = 2.9999999999999996 style float error.)"""
+    if num_steps <= 0:
+        return 0
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    return min(num_steps, max(1, math.floor(ratio * num_steps + 1e-9)))
+
+
+def with_selection(rec, critical, selection):
+    """The output record of every selector: a copy of `rec` with loss true only on `critical`, the original
+    steps kept in "steps", and "critical_steps" + "selection" added. `critical` must be a subset of the steps."""
+    steps = step_indices(rec)
+    critical = sorted(set(critical))
+    if not set(critical) <= set(steps):
+        raise ValueError(f"item {rec.get('item_id')!r}: {sorted(set(critical) - set(steps))} are not steps")
+    chosen = set(critical)
+    out = {k: v for k, v in rec.items() if k not in ("conversations", "steps", "critical_steps", "selection")}
+    out["conversations"] = [
+        {**t, "loss": (i in chosen) if t["from"] == "gpt" else t.get("loss")}
+        for i, t in enumerate(rec["conversations"])
+    ]
+    out["steps"] = steps
+    out["critical_steps"] = critical
+    out["selection"] = dict(selection)
+    return out
+
+
+# ----------------------------------------------------------------------------- resumable JSONL output
+
+def open_resumable(path, key="item_id"):
+    """Open `path` for appending and return (done_keys, file). A run killed mid-write can leave a partial last
+    line: it is cut off here (that item is simply done again), so a rerun never sees a broken or duplicated
+    record. Writers append one complete line per record with `append_record` and flush each time."""
+    path = str(path)
+    done = set()
+    if os.path.exists(path):
+        good = 0
+        with open(path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # partial last line from a kill
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError:
+                    break
+                done.add(rec[key])
+                good += len(raw)
+        if good != os.path.getsize(path):
+            with open(path, "rb+") as f:
+                f.truncate(good)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return done, open(path, "a", encoding="utf-8")
+
+
+def append_record(f, rec):
+    """Append one record as one line in a single write, then flush, so a kill loses at most this line."""
+    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    f.flush()
+
+
+def write_jsonl(path, records):
+    """Write records to `path` atomically (temp file + rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
