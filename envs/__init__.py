@@ -1,0 +1,71 @@
+"""Environments for the agent-environment loop (agent.py): four built-in offline ones and an HTTP client for
+AgentGym's environment servers.
+
+    from envs import make_env
+    env = make_env("maze")                                   # built-in, in-process, with a scripted expert
+    env = make_env("webshop", server="http://host:36001")    # any AgentGym env server (no expert over HTTP)
+    python -m envs.serve --env babyai --port 8000            # serve a built-in env with AgentGym's protocol
+
+Every environment implements exactly this interface (the built-ins and envs.agentgym.HTTPEnv alike):
+
+    class XEnv:
+        name: str                          # "babyai", "sciworld", "maze", "wordle", or an AgentGym name
+        max_rounds: int                    # AgentGym's max rounds for the env (MAX_ROUNDS below)
+        def task_ids(self) -> Sequence[int]     # all valid task ids (a range for the built-ins)
+        def instruction(self) -> str       # the first human turn: AgentGym's instruction prompt for this env,
+                                           # verbatim as in AgentTraj-L (the conversation is then
+                                           # instruction, "Ok.", first observation, assistant, observation, ...)
+        def reset(self, task_id: int) -> str    # deterministic for a task id; returns the first observation
+                                                # (the human turn after "Ok.")
+        def step(self, text: str) -> tuple[str, float, bool]
+                                           # text = the whole assistant turn ("Thought: ...\nAction: ...");
+                                           # the env extracts the action the way AgentGym does (the part after
+                                           # "Action:"); an invalid or unparsable action gives an error
+                                           # observation (reward unchanged, not done) and NEVER an exception.
+                                           # returns (observation, reward, done); reward is the env's current
+                                           # score, the episode's reward is the last one returned.
+        def expert_turn(self) -> str       # the scripted expert's next turn from the current state:
+                                           # "Thought: <short reason>\nAction: <action>" (built-ins only;
+                                           # HTTP envs raise NotImplementedError)
+        def close(self)                    # free resources (server-side env, java process, ...)
+
+Success: reward == 1 (reward == 100 for sciworld); see `success()`. Built-in envs are constructed with no
+arguments; one instance runs one episode at a time (agent.py makes one instance per concurrent episode).
+"""
+
+# AgentGym's max interaction rounds per environment (AgentGym paper, Table / agentenv eval configs).
+MAX_ROUNDS = {
+    "webshop": 10, "alfworld": 30, "textcraft": 20, "sciworld": 30, "wordle": 8, "maze": 15, "babyai": 20,
+    "weather": 10, "movie": 12, "todo": 15, "academia": 12, "sheet": 15,
+}
+
+BUILTIN = ("babyai", "sciworld", "maze", "wordle")
+
+
+def success(env_name, reward):
+    """AgentGym's success criterion: full reward (100 on SciWorld's 0..100 scale, 1 everywhere else)."""
+    return float(reward) >= (100.0 if env_name == "sciworld" else 1.0)
+
+
+def make_env(name, server=None, **kwargs):
+    """An environment instance by name: the built-in one when `server` is None, else an AgentGym HTTP client
+    for the server at URL `server`. Unknown names raise ValueError listing the known ones."""
+    if server is not None:
+        if name not in MAX_ROUNDS:
+            raise ValueError(f"unknown environment {name!r}; AgentGym environments: {', '.join(MAX_ROUNDS)}")
+        from envs.agentgym import HTTPEnv
+        return HTTPEnv(name, server, **kwargs)
+    if name == "babyai":
+        from envs.babyai import BabyAIEnv
+        return BabyAIEnv(**kwargs)
+    if name == "sciworld":
+        from envs.sciworld import SciWorldEnv
+        return SciWorldEnv(**kwargs)
+    if name == "maze":
+        from envs.maze import MazeEnv
+        return MazeEnv(**kwargs)
+    if name == "wordle":
+        from envs.wordle import WordleEnv
+        return WordleEnv(**kwargs)
+    hint = " (it needs --env-server URL)" if name in MAX_ROUNDS else ""
+    raise ValueError(f"unknown built-in environment {name!r}{hint}; built-in environments: {', '.join(BUILTIN)}")
