@@ -12,9 +12,13 @@ Every environment implements exactly this interface (the built-ins and envs.agen
         name: str                          # "babyai", "sciworld", "maze", "wordle", or an AgentGym name
         max_rounds: int                    # AgentGym's max rounds for the env (MAX_ROUNDS below)
         def task_ids(self) -> Sequence[int]     # all valid task ids (a range for the built-ins)
+        ack: str                           # the gpt turn after the instruction, verbatim from the AgentGym client's
+                                           # conversation_start; for babyai, sciworld, maze and wordle it is
+                                           # "OK. I'll follow your instructions and try my best to solve the task."
+                                           # (agent.py falls back to ACK below when an env has no `ack`)
         def instruction(self) -> str       # the first human turn: AgentGym's instruction prompt for this env,
                                            # verbatim as in AgentTraj-L (the conversation is then
-                                           # instruction, "Ok.", first observation, assistant, observation, ...)
+                                           # instruction, ack, first observation, assistant, observation, ...)
         def reset(self, task_id: int) -> str    # deterministic for a task id; returns the first observation
                                                 # (the human turn after "Ok.")
         def step(self, text: str) -> tuple[str, float, bool]
@@ -38,6 +42,9 @@ MAX_ROUNDS = {
     "webshop": 10, "alfworld": 30, "textcraft": 20, "sciworld": 30, "wordle": 8, "maze": 15, "babyai": 20,
     "weather": 10, "movie": 12, "todo": 15, "academia": 12, "sheet": 15,
 }
+
+# The gpt turn after the instruction in AgentGym's clients (agentenv/envs/*.py conversation_start).
+ACK = "OK. I'll follow your instructions and try my best to solve the task."
 
 BUILTIN = ("babyai", "sciworld", "maze", "wordle")
 
