@@ -224,3 +224,97 @@ def write_jsonl(path, records):
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- tokenisation of steps
+# Used by train.py (labels) and perplexity.py (per-step spans), so both see exactly the same tokens of a step.
+
+IGNORE_INDEX = -100  # label of every token the loss never sees (PyTorch's cross_entropy default ignore_index)
+CHAT_ROLES = {"human": "user", "gpt": "assistant"}
+
+
+def chat_messages(rec):
+    """The record's conversation as chat-template messages: human -> user, gpt -> assistant."""
+    return [{"role": CHAT_ROLES[t["from"]], "content": t["value"]} for t in rec["conversations"]]
+
+
+def tokenize_record(rec, tokenizer, max_length=None):
+    """Tokenise a record with the tokenizer's own chat template and find every gpt turn's loss tokens.
+
+    Returns a dict:
+      input_ids     list[int], the rendered conversation (at most max_length tokens)
+      labels        list[int], IGNORE_INDEX except on the loss tokens of the turns in loss_turns(rec)
+      spans         {conversation index: (start, end)}: token range [start, end) of every step in
+                    step_indices(rec) that survived truncation (perplexity.py scores exactly these)
+      n_keep        1 + position of the last loss token (0 if none): tokens after it cannot change the loss
+                    or the gradients of a causal model, so train.py drops them (see trim_after_last_loss)
+      n_loss_tokens number of labels != IGNORE_INDEX
+      n_cut_steps   steps of step_indices(rec) lost to truncation; n_cut_loss_turns: the same for loss_turns
+      n_tokens      length of the rendered conversation before truncation
+
+    A turn's loss tokens are its content tokens plus the template's end-of-turn token (<|eot_id|>, <|im_end|>,
+    </s>): the model must learn to stop. The role header before the content is not included. This works for any
+    template that copies each message's content (possibly trimmed) into the text and closes an assistant turn
+    with a special token: we find each content in the rendered text, in order, and map characters to tokens
+    with the fast tokenizer's offsets. The first loss token is the first token overlapping the content (with
+    byte-level BPE it may also hold the space the template puts before it, as in Mistral's "[/INST] Thought");
+    the span then runs through the first special token after the content if only whitespace lies between.
+
+    Truncation rule: a sequence longer than max_length keeps its first max_length tokens; a turn whose span
+    does not fit entirely is dropped (no label, no span) and counted, never trained or scored half-cut.
+    """
+    import bisect
+    conv = rec["conversations"]
+    item = rec.get("item_id")
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat_template: ATLaS "
+                         f"renders trajectories with the model's own template (use an instruct/chat model folder)")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("tokenize_record needs a fast tokenizer (character offsets); got a slow one")
+    text = tokenizer.apply_chat_template(chat_messages(rec), tokenize=False)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
+    special = set(tokenizer.all_special_ids)
+    special |= {i for i, t in tokenizer.added_tokens_decoder.items() if getattr(t, "special", False)}
+
+    token_spans, pos = {}, 0
+    for i, turn in enumerate(conv):
+        content = turn["value"].strip()  # Llama/Mistral templates trim the content; Qwen's keeps it as is
+        c0 = text.find(content, pos)
+        if c0 < 0:
+            raise RecordError(f"item_id {item!r}: the chat template changed the content of conversations[{i}]; "
+                              f"cannot locate it in the rendered text")
+        pos = c1 = c0 + len(content)
+        if turn["from"] != "gpt":
+            continue
+        first = bisect.bisect_right(ends, c0)      # first token ending after the content starts
+        last = bisect.bisect_left(starts, c1)      # one past the last token starting inside the content
+        k = last
+        while k < len(ids) and ids[k] not in special and not text[starts[k]:ends[k]].strip():
+            k += 1
+        end = k + 1 if k < len(ids) and ids[k] in special else last
+        token_spans[i] = (first, end)
+
+    n_tokens = len(ids)
+    if max_length is not None and n_tokens > max_length:
+        ids = ids[:max_length]
+    fits = {i: se for i, se in token_spans.items() if se[1] <= len(ids)}
+    steps, loss = step_indices(rec), loss_turns(rec)
+    labels = [IGNORE_INDEX] * len(ids)
+    for i in loss:
+        if i in fits:
+            s, e = fits[i]
+            labels[s:e] = ids[s:e]
+    n_keep = max((fits[i][1] for i in loss if i in fits), default=0)
+    return {"input_ids": ids, "labels": labels, "spans": {i: fits[i] for i in steps if i in fits},
+            "n_keep": n_keep, "n_loss_tokens": sum(l != IGNORE_INDEX for l in labels),
+            "n_cut_steps": sum(i not in fits for i in steps), "n_cut_loss_turns": sum(i not in fits for i in loss),
+            "n_tokens": n_tokens}
+
+
+def trim_after_last_loss(tokenized):
+    """(input_ids, labels) without the tokens after the last loss token. In a causal model a token only
+    influences the predictions of later tokens, so the dropped tail changes neither the loss nor the gradients."""
+    n = tokenized["n_keep"]
+    return tokenized["input_ids"][:n], tokenized["labels"][:n]
