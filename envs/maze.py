@@ -1,0 +1,237 @@
+"""Maze (LMRL-Gym, Abdulhai et al. 2023) as AgentGym serves it, with a shortest-path expert. No dependencies.
+
+Rules, text and reward follow AgentGym's agentenv-lmrlgym server (maze/utils.py `setup_maze_env`: fully observed,
+success reward 1, 0 otherwise, 50 env steps at most) and its client (agentenv/envs/lmrlgym.py: the prompt that is
+prepended to the first observation, the "Action:" extraction and the "up" -> "move up" normalisation).
+
+Task ids:
+    0..24     AgentGym's 25 games: the LMRL-Gym double-T maze, goal (8, 6), start = AgentGym's start_positions[id]
+              (AgentGym lists a 26th start, (8, 6), which is the goal itself and is rejected by its server).
+    25..1024  extra tasks of our own, so that train and test sets can be disjoint: a 13x10 maze from LMRL-Gym's
+              `random_maze` generator (seeded with the task id), with start and goal drawn from its free cells at a
+              shortest-path distance of 3..12, so every task is solvable within AgentGym's 15 rounds.
+"""
+import random
+from collections import deque
+
+from envs import ACK
+
+DOUBLE_T_MAZE = [
+    "1111111111111",
+    "1000001000001",
+    "1110111110111",
+    "1110111110111",
+    "1110111110111",
+    "1110000000111",
+    "1111110111111",
+    "1111110111111",
+    "1111110111111",
+    "1111111111111",
+]
+DOUBLE_T_GOAL = (8, 6)
+DOUBLE_T_STARTS = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 7), (1, 8), (1, 9), (1, 10), (1, 11), (2, 3), (3, 3),
+                   (4, 3), (5, 3), (5, 4), (5, 5), (5, 6), (6, 6), (7, 6), (5, 7), (5, 8), (5, 9), (4, 9), (3, 9),
+                   (2, 9)]
+NUM_RANDOM = 1000
+MAX_ENV_STEPS = 50  # LMRL-Gym's max_steps in AgentGym's setup_maze_env
+
+ACTIONS = {"move left": (0, -1), "move right": (0, 1), "move up": (-1, 0), "move down": (1, 0)}
+# LMRL-Gym describes walls in this order.
+WALL_DIRS = (("to your right", (0, 1)), ("to your left", (0, -1)), ("above you", (-1, 0)), ("below you", (1, 0)))
+
+INSTRUCTION = "You are an expert maze solver."
+
+# AgentGym's `_fully_first_observation` (the client prepends it to the server's first observation).
+PROMPT = """\
+Your objective is to reach the goal in as few steps as possible. At each step you will be given information about where the goal is, your current position,
+and the walls that surround you. 
+
+When you move right you increase your y position by 1, when you move down you increase your x position by 1. 
+
+Here is an example.
+
+```
+environment: The goal is at position 8, 6. Your current position is at position 5, 6. There is a wall above you.
+action: move left
+environment: The goal is at position 8, 6. Your current position is at position 5, 5. There are walls above you, below you.
+action: move left
+environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
+action: move up
+environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
+action: move left
+environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
+action: move down
+environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
+action: move left
+environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
+action: move down
+environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
+action: move left
+environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
+action: move right
+environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
+action: move down
+environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
+action: move right
+environment: The goal is at position 8, 6. Your current position is at position 5, 5. There are walls above you, below you.
+action: move right
+environment: The goal is at position 8, 6. Your current position is at position 5, 6. There is a wall above you.
+action: move down
+environment: The goal is at position 8, 6. Your current position is at position 6, 6. There are walls to your right, to your left.
+action: move down
+environment: The goal is at position 8, 6. Your current position is at position 7, 6. There are walls to your right, to your left.
+action: move right
+environment: The goal is at position 8, 6. Your current position is at position 7, 6. There are walls to your right, to your left.
+action: move down
+environment: Success
+```
+
+Your possible actions are "move up", "move down", "move left", "move right". Formally, your return should be in this format:
+Thought:\\n<Your Thought>\\n\\nAction:\\n<Your Action>
+
+Now let's start a new game. Return your action and your thought in the format above strictly. Now, make the optimal action given the current environment state:"""
+
+
+def extract_action(text):
+    """AgentGym's client-side parsing: the text after the first "Action:" (all of it if there is none)."""
+    if text.endswith("</s>"):
+        text = text[:-5]  # sic: AgentGym cuts 5 characters here
+    parts = text.split("Action:")
+    action = (parts[1] if len(parts) > 1 else parts[0]).strip()
+    if action.lower() in ("up", "down", "left", "right"):
+        action = f"move {action.lower()}"
+    return action
+
+
+def random_maze(rng, width=13, height=10, complexity=0.75, density=0.75):
+    """LMRL-Gym's `random_maze` (the Wikipedia maze generator), with a seeded `random.Random` for its RNG."""
+    shape = ((height // 2) * 2 + 1, (width // 2) * 2 + 1)
+    complexity = int(complexity * (5 * (shape[0] + shape[1])))
+    density = int(density * ((shape[0] // 2) * (shape[1] // 2)))
+    z = [[0] * shape[1] for _ in range(shape[0])]
+    for c in range(shape[1]):
+        z[0][c] = z[-1][c] = 1
+    for r in range(shape[0]):
+        z[r][0] = z[r][-1] = 1
+    for _ in range(density):
+        x, y = rng.randint(0, shape[1] // 2) * 2, rng.randint(0, shape[0] // 2) * 2
+        z[y][x] = 1
+        for _ in range(complexity):
+            nbrs = []
+            if x > 1:
+                nbrs.append((y, x - 2))
+            if x < shape[1] - 2:
+                nbrs.append((y, x + 2))
+            if y > 1:
+                nbrs.append((y - 2, x))
+            if y < shape[0] - 2:
+                nbrs.append((y + 2, x))
+            if nbrs:
+                y_, x_ = nbrs[rng.randrange(len(nbrs))]
+                if z[y_][x_] == 0:
+                    z[y_][x_] = 1
+                    z[y_ + (y - y_) // 2][x_ + (x - x_) // 2] = 1
+                    x, y = x_, y_
+    return z
+
+
+def distances(maze, source):
+    """BFS distance from `source` to every free cell."""
+    dist = {source: 0}
+    queue = deque([source])
+    while queue:
+        r, c = queue.popleft()
+        for dr, dc in ACTIONS.values():
+            nxt = (r + dr, c + dc)
+            if maze[nxt[0]][nxt[1]] == 0 and nxt not in dist:
+                dist[nxt] = dist[(r, c)] + 1
+                queue.append(nxt)
+    return dist
+
+
+def make_task(task_id):
+    """(maze as a list of int rows, start, goal) for a task id."""
+    if 0 <= task_id < len(DOUBLE_T_STARTS):
+        return [[int(ch) for ch in row] for row in DOUBLE_T_MAZE], DOUBLE_T_STARTS[task_id], DOUBLE_T_GOAL
+    if not len(DOUBLE_T_STARTS) <= task_id < len(DOUBLE_T_STARTS) + NUM_RANDOM:
+        raise ValueError(f"maze: task id {task_id} out of range 0..{len(DOUBLE_T_STARTS) + NUM_RANDOM - 1}")
+    rng = random.Random(task_id)
+    while True:
+        maze = random_maze(rng)
+        free = [(r, c) for r in range(len(maze)) for c in range(len(maze[0])) if maze[r][c] == 0]
+        for _ in range(50):
+            goal = rng.choice(free)
+            reach = [p for p, d in distances(maze, goal).items() if 3 <= d <= 12]
+            if reach:
+                return maze, rng.choice(reach), goal
+
+
+class MazeEnv:
+    name = "maze"
+    max_rounds = 15
+    ack = ACK
+
+    def __init__(self):
+        self.maze = self.pos = self.goal = None
+        self.steps = 0
+        self.done = True
+
+    def task_ids(self):
+        return range(len(DOUBLE_T_STARTS) + NUM_RANDOM)
+
+    def instruction(self):
+        return INSTRUCTION
+
+    def describe(self):
+        (gr, gc), (r, c) = self.goal, self.pos
+        walls = [name for name, (dr, dc) in WALL_DIRS if self.maze[r + dr][c + dc] == 1]
+        if not walls:
+            wall_text = "There are no walls near you."
+        elif len(walls) == 1:
+            wall_text = f"There is a wall {walls[0]}."
+        else:
+            wall_text = f"There are walls {', '.join(walls)}."
+        return f"The goal is at position {gr}, {gc}. Your current position is at position {r}, {c}. {wall_text}"
+
+    def reset(self, task_id):
+        self.maze, self.pos, self.goal = make_task(int(task_id))
+        self.steps, self.done = 0, False
+        return PROMPT + "\n" + self.describe()
+
+    def step(self, text):
+        if self.done:
+            return "The task has finished.", 0.0, True
+        if self.steps >= MAX_ENV_STEPS:
+            self.done = True
+            return "Failure", 0.0, True
+        action = extract_action(text)
+        if action in ACTIONS:  # an unknown action leaves the position unchanged, as in LMRL-Gym
+            dr, dc = ACTIONS[action]
+            if self.maze[self.pos[0] + dr][self.pos[1] + dc] == 0:
+                self.pos = (self.pos[0] + dr, self.pos[1] + dc)
+        if self.pos == self.goal:
+            self.done = True
+            return "Success", 1.0, True
+        self.steps += 1
+        return self.describe(), 0.0, False
+
+    def expert_turn(self):
+        dist = distances(self.maze, self.goal)  # distance to the goal from every cell
+        here = dist[self.pos]
+        for action, (dr, dc) in ACTIONS.items():
+            nxt = (self.pos[0] + dr, self.pos[1] + dc)
+            if dist.get(nxt, 1 << 30) == here - 1:
+                break
+        (gr, gc), (r, c) = self.goal, self.pos
+        direction = action.split()[1]
+        if here == 1:
+            thought = f"The goal at {gr}, {gc} is right next to me, one step {'to the ' if direction in ('left', 'right') else ''}{direction}."
+        else:
+            blocked = [name for name, (dr, dc) in WALL_DIRS if self.maze[r + dr][c + dc] == 1]
+            walls = f" Walls are {', '.join(blocked)}." if blocked else ""
+            thought = (f"I am at {r}, {c} and the goal is at {gr}, {gc}.{walls} The shortest open path to the goal "
+                       f"is {here} steps long and starts by going {direction}, so I {action}.")
+        return f"Thought:\n{thought}\n\nAction:\n{action}"
+
+    def close(self):
+        self.done = True

@@ -1,0 +1,193 @@
+"""Wordle (LMRL-Gym, Abdulhai et al. 2023) as AgentGym serves it, with a consistent-guess expert. No dependencies.
+
+LMRL-Gym's Wordle is a knowledge-state game (llm_rl_scripts/wordle/env/game.py): per letter it keeps, for each of the
+5 positions, HERE / NOT_HERE / POSSIBLE; the filtered vocabulary is the words consistent with that knowledge, and
+at every valid guess the hidden word is drawn from the filtered vocabulary with `random.Random(seed)` (the same in
+distribution as one hidden word fixed up front). The game is won when one word is left and it has been guessed;
+it ends after 6 guesses. We reimplement exactly that, with AgentGym's choices (agentenv-lmrlgym wordle server):
+vocabulary `tweet_words.txt` (40 words), reward shifted from [-1, 0] to [0, 1] (1 on the winning guess, else 0),
+an invalid guess (not 5 lowercase letters in the vocabulary) uses up a try and is answered "invalid word".
+The task id is the seed, as in AgentGym's /wordle/reset {"seed": id}.
+"""
+import random
+
+from envs import ACK
+
+# LMRL-Gym llm_rl_scripts/wordle/vocab/tweet_words.txt, in file order (the order matters for the seeded draws).
+VOCAB = """panic solar shire proxy point robot prick wince crimp knoll sugar whack mount perky could wrung light those
+moist shard pleat aloft skill elder frame humor pause ulcer ultra robin cynic aroma caulk shake dodge swill tacit
+other thorn trove""".split()
+N_TRIES = 6
+NUM_TASKS = 10000
+NOT_HERE, POSSIBLE, HERE = 0, 1, 2
+
+INSTRUCTION = "You are an expert wordle player."
+
+# AgentGym's WordleEnvClient.first_observation; {{vocab}} is the vocabulary, one word a line.
+PROMPT = """\
+Welcome to the game of Wordle. Your objective is to guess a hidden 5 letter word. You have 6 attempts to guess it correctly and you should try to guess it in as few attempts as possible. When guessing the word, you should format your word as a space separated sequence of letters, like "s h i r e" for example. After guessing the word, you will receive feedback from the game environment in the form of a sequence of 5 space separated letters like "b y g g b", where each letter indicates some information about the hidden word. The environment will return one of three letters – "b", "g", or "y" – for each letter in the word you guessed. We describe the meaning of each letter below:
+
+"b": If the environment returns a "b", it means that the letter at that position in your guessed word is not in the hidden word.
+"y": If the environment returns a "y", it means that the letter at that position in your guessed word is in the hidden word but is not in the correct position.
+"g": If the environment returns a "g", it means that the letter at that position in your guessed word is in the hidden word and is in the correct position.
+
+As a note, if you guess an invalid word (e.g. not a 5 letter word or a word not in the vocabulary), the environment will respond with an "invalid word" message. In general though, you should use this information returned by the environment to update your belief about what the hidden word might be and adjust your next guess accordingly.
+
+Here is the complete list of valid vocabulary words that are accepted by the game:
+```
+{{vocab}}
+```
+
+Here is an example. If the current status of the game is given as:
+```
+guess 1: p a n i c
+feedback 1: b b y b b
+guess 2: f e l o n
+feedback 2: g b b y g
+```
+Based on the feedback from the environment, you know that the first letter is "f", the last letter is "n", and there is an "o" somewhere in the word, but it is not in the second to last position. You also know that there is not a "p", "a", "i", "c", "e", or "l" in the word. Knowing this, you might guess the next word to be:
+Thought:\\nI know that the first letter is "f", the last letter is "n", and there is an "o" somewhere in the word, but it is not in the second to last position. I also know that there is not a "p", "a", "i", "c", "e", or "l" in the word. A good word from the vocabulary to try might therefore be \\"f r o w n\\", since it is in the vocabulary, meets all known letter constraints, and we get to gain more information about the position of "o". Therefore this is a good guess to try next.\\n\\nAction:\\nf r o w n
+
+Formally, your return should be in this format:
+Thought:\\n<Your Thought>\\n\\nAction:\\n<The Word You Guess>
+
+The guessed word is in the vocabulary, meets all known letter constraints, and we get to gain more information about the position of "o", so it is a good guess to try next.
+
+Now let's start a new game. Remember, the word you guess should be strictly in the vocabulary. You should return your thought and your word strictly in the formation mentioned above."""
+
+
+def extract_guess(text):
+    """AgentGym's parsing: client takes the text after "Action:" and spaces out a bare 5-letter word; the server
+    removes the spaces. The result must be 5 lowercase letters in the vocabulary to count as a valid guess."""
+    if text.endswith("</s>"):
+        text = text[:-5]
+    parts = text.split("Action:")
+    action = (parts[1] if len(parts) > 1 else parts[0]).strip()
+    clean = action.lower()
+    if len(clean) == 5 and clean.isalpha() and " " not in clean:
+        action = " ".join(clean)
+    return action.strip().replace(" ", "")
+
+
+def satisfies(knowledge, word):
+    """LMRL-Gym CharState.word_satisfies for every letter."""
+    for ch, know in knowledge.items():
+        if all(k == POSSIBLE for k in know):
+            continue
+        if all(k == NOT_HERE for k in know):
+            if ch in word:
+                return False
+            continue
+        for i, k in enumerate(know):
+            if (k == HERE and word[i] != ch) or (k == NOT_HERE and word[i] == ch):
+                return False
+        if ch not in word:
+            return False
+    return True
+
+
+def update(knowledge, guess, target):
+    """LMRL-Gym WordleState.transition_state: the new knowledge after `guess` against `target`."""
+    new = {ch: list(k) for ch, k in knowledge.items()}
+    for i, ch in enumerate(guess):
+        know = new.setdefault(ch, [POSSIBLE] * 5)
+        if ch == target[i]:
+            know[i] = HERE
+        elif ch in target:
+            know[i] = NOT_HERE
+        else:
+            new[ch] = [NOT_HERE] * 5
+    return new
+
+
+def feedback(knowledge, guess):
+    """LMRL-Gym transition_sequence for the last guess, read off the knowledge state: g / b / y per letter."""
+    out = []
+    for i, ch in enumerate(guess):
+        know = knowledge[ch]
+        if know[i] == HERE:
+            out.append("g")
+        elif all(k == NOT_HERE for k in know):
+            out.append("b")
+        elif know[i] == NOT_HERE:
+            out.append("y")
+    return " ".join(out)
+
+
+class WordleEnv:
+    name = "wordle"
+    max_rounds = 8
+    ack = ACK
+
+    def __init__(self):
+        self.done = True
+
+    def task_ids(self):
+        return range(NUM_TASKS)
+
+    def instruction(self):
+        return INSTRUCTION
+
+    def reset(self, task_id):
+        self.rng = random.Random(int(task_id))
+        self.knowledge = {}       # letter -> [NOT_HERE | POSSIBLE | HERE] * 5; absent letters are all POSSIBLE
+        self.candidates = list(VOCAB)
+        self.history = []         # (guess, feedback) of valid guesses
+        self.tries = 0
+        self.done = False
+        return PROMPT.replace("{{vocab}}", "\n".join(VOCAB))
+
+    def step(self, text):
+        if self.done:
+            return "The task has finished.", 0.0, True
+        guess = extract_guess(text)
+        self.tries += 1
+        if len(guess) != 5 or not all("a" <= ch <= "z" for ch in guess) or guess not in VOCAB:
+            self.done = self.tries >= N_TRIES
+            return "invalid word", 0.0, self.done
+        target = self.rng.choice(self.candidates)
+        self.knowledge = update(self.knowledge, guess, target)
+        self.candidates = [w for w in VOCAB if satisfies(self.knowledge, w)]
+        fb = feedback(self.knowledge, guess)
+        self.history.append((guess, fb))
+        won = len(self.candidates) == 1 and any(g == self.candidates[0] for g, _ in self.history)
+        self.done = won or self.tries >= N_TRIES
+        return fb, (1.0 if won else 0.0), self.done
+
+    def expert_turn(self):
+        """Guess the consistent word that leaves the fewest candidates in expectation (ties: vocabulary order)."""
+        cands = self.candidates
+
+        def expected_left(guess):
+            parts = {}
+            for target in cands:
+                key = tuple(sorted((c, tuple(k)) for c, k in update(self.knowledge, guess, target).items()))
+                parts[key] = parts.get(key, 0) + 1
+            return sum(n * n for n in parts.values()) / len(cands)
+
+        guess = min(cands, key=expected_left)
+        greens = {i: ch for ch, k in self.knowledge.items() for i, v in enumerate(k) if v == HERE}
+        absent = sorted(ch for ch, k in self.knowledge.items() if all(v == NOT_HERE for v in k))
+        present = sorted(ch for ch, k in self.knowledge.items()
+                         if not all(v == NOT_HERE for v in k) and HERE not in k)
+        if not self.history:
+            thought = (f"Nothing is known yet and {len(cands)} words are possible. \"{' '.join(guess)}\" splits the "
+                       f"vocabulary best, so it is a good first guess.")
+        else:
+            facts = []
+            if greens:
+                facts.append("the letters in place are " + ", ".join(
+                    f"\"{greens[i]}\" at position {i + 1}" for i in sorted(greens)))
+            if present:
+                facts.append("the word contains " + ", ".join(f'"{c}"' for c in present) + " elsewhere")
+            if absent:
+                facts.append("it has no " + ", ".join(f'"{c}"' for c in absent))
+            left = ("Only \"" + " ".join(guess) + "\" fits all the feedback, so it must be the hidden word."
+                    if len(cands) == 1 else
+                    f"{len(cands)} vocabulary words still fit: {', '.join(cands)}. \"{' '.join(guess)}\" fits and "
+                    f"narrows them down the most, so I guess it next.")
+            thought = "From the feedback, " + "; ".join(facts) + ". " + left
+        return f"Thought:\n{thought}\n\nAction:\n{' '.join(guess)}"
+
+    def close(self):
+        self.done = True
