@@ -160,8 +160,8 @@ class WordleEnv:
 
         def expected_left(guess):
             parts = {}
-            for target in cands:
-                key = tuple(sorted((c, tuple(k)) for c, k in update(self.knowledge, guess, target).items()))
+            for target in cands:  # the new knowledge depends only on this g/y/b pattern (see `update`)
+                key = "".join("g" if g == t else "y" if g in target else "b" for g, t in zip(guess, target))
                 parts[key] = parts.get(key, 0) + 1
             return sum(n * n for n in parts.values()) / len(cands)
 
