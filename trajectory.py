@@ -293,12 +293,19 @@ def tokenize_record(rec, tokenizer, max_length=None):
 
     token_spans, pos = {}, 0
     for i, turn in enumerate(conv):
-        content = turn["value"].strip()  # Llama/Mistral templates trim the content; Qwen's keeps it as is
+        value = turn["value"]
+        content = value.strip()
         c0 = text.find(content, pos)
         if c0 < 0:
             raise RecordError(f"item_id {item!r}: the chat template changed the content of conversations[{i}]; "
                               f"cannot locate it in the rendered text")
-        pos = c1 = c0 + len(content)
+        c1 = c0 + len(content)
+        # Llama/Mistral templates trim the content, Qwen's copies it as is: take the surrounding whitespace
+        # too when the template kept it
+        lead, trail = value[:len(value) - len(value.lstrip())], value[len(value.rstrip()):]
+        if text[c0 - len(lead):c0] == lead and text[c1:c1 + len(trail)] == trail:
+            c0, c1 = c0 - len(lead), c1 + len(trail)
+        pos = c1
         if turn["from"] != "gpt":
             continue
         first = bisect.bisect_right(ends, c0)      # first token ending after the content starts
