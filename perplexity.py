@@ -1,0 +1,261 @@
+"""Perplexity selection (paper Table 1 baseline, App. B.2): keep the top-m % steps of each trajectory by the base
+model's perplexity on that step.
+
+PPL of a step (eq. 5) = exp of the mean negative log-likelihood of the step's loss tokens given everything before
+them, where "the step's loss tokens" are exactly the tokens train.py trains on for that step
+(trajectory.tokenize_record). One forward pass per trajectory scores all of its steps: a causal LM's logits at
+position p depend only on tokens <= p, so the full trajectory's forward pass gives every step the same
+conditional probabilities as a separate pass on the prefix ending at that step (tests/test_perplexity.py checks
+this to 1e-5; bench/bench_perplexity.py times it against the per-prefix way).
+
+    # one device (GPU if there is one, else CPU)
+    python perplexity.py --input data/agenttraj_l.json --output out/ppl.jsonl --model meta-llama/Llama-3.1-8B-Instruct
+    # data parallel: each rank scores a slice into OUTPUT.partR, rank 0 merges them into OUTPUT at the end
+    torchrun --nproc_per_node 8 perplexity.py --input data/agenttraj_l.json --output out/ppl.jsonl \
+        --model meta-llama/Llama-3.1-8B-Instruct --max-tokens 65536
+
+The output has one record per input trajectory, written with trajectory.with_selection: loss true only on the
+selected steps, and selection = {"method": "perplexity", "ratio", "model", "scores": {step index: ppl}, ...}.
+Rerunning the same command resumes (records already in OUTPUT or in a part file are not scored again), also
+after a kill and with a different number of ranks. Records come out in the order they were scored (longest
+first); every consumer matches records by item_id.
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import trajectory
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def token_budget_batches(items, max_tokens):
+    """Group (key, input_ids, spans) items into batches whose padded size (rows x longest row) is at most
+    max_tokens; a single item longer than the budget is a batch of its own. Longest first, so that an
+    out-of-memory error shows on the first batch rather than hours in."""
+    items = sorted(items, key=lambda it: -len(it[1]))
+    batch, longest = [], 0
+    for it in items:
+        n = len(it[1])
+        if batch and (len(batch) + 1) * max(longest, n) > max_tokens:
+            yield batch
+            batch, longest = [], 0
+        batch.append(it)
+        longest = max(longest, n)
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def step_ppls(model, batch, chunk=1024):
+    """Per-step perplexities for a batch of (key, input_ids, spans) with one forward pass per batch.
+
+    spans maps a step's conversation index to the (start, end) token range of its loss tokens; the token at
+    position p is predicted by the hidden state at p - 1. Returns one {step index: ppl} dict per item. Only the
+    hidden states at predicting positions go through the LM head, in chunks and in fp32, so the B x L x vocab
+    logits tensor (4 GB for one 8k-token Llama-3 sequence in fp32) is never built."""
+    device = next(model.parameters()).device
+    longest = max(len(ids) for _, ids, _ in batch)
+    ids = torch.zeros(len(batch), longest, dtype=torch.long)
+    mask = torch.zeros(len(batch), longest, dtype=torch.long)
+    rows, cols, seg = [], [], []  # one entry per scored token: its batch row, predicting position, segment id
+    segments = []                 # (item number, step index) per segment
+    for b, (_, x, spans) in enumerate(batch):
+        ids[b, :len(x)] = torch.as_tensor(x)
+        mask[b, :len(x)] = 1      # right padding: pads come after every real token, so a causal model's
+        for step, (start, end) in sorted(spans.items()):  # real positions never see them
+            if not 1 <= start < end <= len(x):
+                raise ValueError(f"item {batch[b][0]!r}: step {step} has token span {(start, end)} outside 1..{len(x)}")
+            rows += [b] * (end - start)
+            cols += range(start - 1, end - 1)
+            seg += [len(segments)] * (end - start)
+            segments.append((b, step))
+    ids, mask = ids.to(device), mask.to(device)
+    hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+    h = hidden[rows_t, cols_t]        # (N, hidden) predicting states
+    targets = ids[rows_t, cols_t + 1]  # (N,) the tokens they predict
+    head = model.get_output_embeddings()
+    nll = torch.cat([F.cross_entropy(head(h[i:i + chunk]).float(), targets[i:i + chunk], reduction="none")
+                     for i in range(0, len(h), chunk)])
+    seg_t = torch.tensor(seg, device=device)
+    total = torch.zeros(len(segments), device=device, dtype=torch.float64).index_add_(0, seg_t, nll.double())
+    count = torch.zeros(len(segments), device=device, dtype=torch.float64).index_add_(
+        0, seg_t, torch.ones_like(nll, dtype=torch.float64))
+    ppl = torch.exp(total / count).tolist()
+    out = [{} for _ in batch]
+    for (b, step), p in zip(segments, ppl):
+        out[b][step] = p
+    return out
+
+
+def top_steps(scores, k):
+    """The k steps with the highest perplexity; ties go to the earlier step, so reruns select the same steps."""
+    return sorted(sorted(scores, key=lambda s: (-scores[s], s))[:k])
+
+
+# ----------------------------------------------------------------------------- distributed output
+
+
+def part_path(output, rank):
+    return f"{output}.part{rank}"
+
+
+def done_ids(output):
+    """item_ids already scored: in OUTPUT or in any part file a (possibly killed, possibly other-sized) run left."""
+    done = set()
+    for path in [output] + sorted(glob.glob(f"{glob.escape(output)}.part*")):
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                for raw in f:
+                    if raw.endswith(b"\n"):  # a partial last line is cut off by open_resumable and redone
+                        done.add(json.loads(raw)["item_id"])
+    return done
+
+
+def merge_parts(output, order):
+    """Append the records of every part file that OUTPUT lacks, in input order, then delete the parts. Safe to
+    kill and rerun: OUTPUT is appended record by record and the parts go only once all is merged."""
+    done, out = trajectory.open_resumable(output)
+    parts = sorted(glob.glob(f"{glob.escape(output)}.part*"))
+    pending = {}
+    for path in parts:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.endswith(b"\n"):
+                    rec = json.loads(raw)
+                    pending[rec["item_id"]] = rec
+    merged = 0
+    for item_id in order:
+        if item_id in pending and item_id not in done:
+            trajectory.append_record(out, pending[item_id])
+            done.add(item_id)
+            merged += 1
+    out.close()
+    for path in parts:
+        os.remove(path)
+    return merged
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # ---- data
+    p.add_argument("--input", required=True, help="trajectories: JSONL or a JSON list (AgentTraj-L format)")
+    p.add_argument("--output", required=True, help="output JSONL (resumable; one record per input trajectory)")
+    p.add_argument("--max-length", type=int, default=8192,
+                   help="truncate trajectories to this many tokens, as train.py does (paper: 8192); "
+                        "steps cut off get no score and are never selected")
+    # ---- model
+    p.add_argument("--model", required=True, help="base model path or name (the model ATLaS fine-tunes)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer path (default: --model)")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="model weights dtype: auto = bf16 on GPU, fp32 on CPU (log-softmax is always fp32)")
+    # ---- selection
+    p.add_argument("--ratio", type=float, default=0.3,
+                   help="select the top ratio of steps by perplexity per trajectory (paper: 0.3), "
+                        "k = trajectory.budget(T, ratio) as in select.py")
+    # ---- throughput
+    p.add_argument("--max-tokens", type=int, default=16384,
+                   help="token budget per forward pass (rows x longest row, padding included)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N input records (smoke tests)")
+    args = p.parse_args(argv)
+
+    # distributed setup from torchrun's environment variables; a plain `python perplexity.py` is rank 0 of 1
+    ddp = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if ddp:
+        # ranks meet only twice (after reading what is done, and before the merge); a rank may wait there for
+        # the slowest one for a long time, hence the long timeout
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=12))
+    print0 = print if rank == 0 else (lambda *a, **k: None)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(args.dtype) or \
+        (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    if getattr(model.config, "final_logit_softcapping", None):
+        sys.exit(f"perplexity.py: {args.model} post-processes its logits (final_logit_softcapping); "
+                 f"step_ppls applies only the LM head")
+
+    records = trajectory.read_records(args.input)[:args.limit]
+    order = [rec["item_id"] for rec in records]
+    # each rank cuts a partial last line off its own part file, then all ranks read what is done
+    _, out = trajectory.open_resumable(part_path(args.output, rank) if ddp else args.output)
+    if ddp:
+        dist.barrier()
+    done = done_ids(args.output)
+    if ddp:
+        dist.barrier()  # nobody writes before everybody has read
+    todo = [rec for rec in records if rec["item_id"] not in done]
+    mine = todo[rank::world]
+    print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to score "
+           f"on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
+    if rank == 0:
+        with open(f"{args.output}.config.json", "w") as f:
+            json.dump({**vars(args), "world_size": world, "dtype_resolved": str(dtype)}, f, indent=1)
+
+    by_id = {rec["item_id"]: rec for rec in mine}
+    items, n_cut, cut_records = [], 0, 0
+    for rec in mine:
+        tok = trajectory.tokenize_record(rec, tokenizer, max_length=args.max_length)
+        items.append((rec["item_id"], tok["input_ids"], tok["spans"]))
+        n_cut += tok["n_cut_steps"]
+        cut_records += tok["n_cut_steps"] > 0
+    n_steps = n_selected = 0
+    t0, n_tokens = time.time(), 0
+    bar = tqdm(total=len(items), desc=f"scoring (rank {rank})", disable=rank != 0 and ddp, unit="traj")
+    for batch in token_budget_batches(items, args.max_tokens):
+        for (item_id, ids, spans), scores in zip(batch, step_ppls(model, batch)):
+            rec = by_id[item_id]
+            steps = trajectory.step_indices(rec)
+            k = trajectory.budget(len(steps), args.ratio)
+            for s, v in scores.items():
+                if not math.isfinite(v):
+                    raise ValueError(f"{args.input}: item_id {item_id!r}: step {s} has perplexity {v}")
+            critical = top_steps(scores, k)
+            selection = {"method": "perplexity", "ratio": args.ratio, "model": args.model,
+                         "scores": {str(s): scores[s] for s in sorted(scores)},
+                         "n_cut_steps": len(steps) - len(scores), "max_length": args.max_length}
+            trajectory.append_record(out, trajectory.with_selection(rec, critical, selection))
+            n_steps += len(steps)
+            n_selected += len(critical)
+            n_tokens += len(ids)
+        bar.update(len(batch))
+    bar.close()
+    out.close()
+    dt = time.time() - t0
+    print(f"rank {rank}: scored {len(items)} trajectories, {n_steps} steps, selected {n_selected}; "
+          f"{n_cut} steps in {cut_records} trajectories cut by --max-length {args.max_length} (never selected); "
+          f"{n_tokens / max(dt, 1e-9):.0f} tokens/s")
+    if ddp:
+        dist.barrier()  # every part file is complete
+    if rank == 0:
+        merged = merge_parts(args.output, order)
+        if merged:
+            print(f"merged {merged} records from part files into {args.output}")
+        print(f"wrote {args.output}")
+    if ddp:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
