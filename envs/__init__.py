@@ -33,7 +33,7 @@ Every environment implements exactly this interface (the built-ins and envs.agen
                                            # HTTP envs raise NotImplementedError)
         def close(self)                    # free resources (server-side env, java process, ...)
 
-Success: reward == 1 (reward == 100 for sciworld); see `success()`. Built-in envs are constructed with no
+Success: reward == 1 (reward == 100 for sciworld, reward > 0 for babyai); see `success()`. Built-in envs are constructed with no
 arguments; one instance runs one episode at a time (agent.py makes one instance per concurrent episode).
 """
 
@@ -50,7 +50,12 @@ BUILTIN = ("babyai", "sciworld", "maze", "wordle")
 
 
 def success(env_name, reward):
-    """AgentGym's success criterion: full reward (100 on SciWorld's 0..100 scale, 1 everywhere else)."""
+    """Task solved: full reward (100 on SciWorld's 0..100 scale, 1 elsewhere). AgentGym's evaluator counts
+    `reward == 1` for every env, which can never hold on BabyAI: minigrid pays 1 - 0.9 * steps / max_steps, and
+    only on completion. So a BabyAI task counts as solved when its reward is > 0 (AgentGym, and the paper's
+    Table 1, report BabyAI's mean reward instead; evaluate.py --report does the same)."""
+    if env_name == "babyai":
+        return float(reward) > 0.0
     return float(reward) >= (100.0 if env_name == "sciworld" else 1.0)
 
 

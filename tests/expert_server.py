@@ -1,0 +1,105 @@
+"""A stub OpenAI-compatible chat server that plays a built-in environment's scripted expert, for the tests and
+bench/bench_evaluate.py. Standard library only.
+
+It is stateless: for each request it finds a task (among --tasks) whose replay of the request's assistant turns
+reproduces every observation of the conversation, and answers that env's expert_turn(). So the `openai` policy
+driven by this server must reach exactly the expert's score. Optional faults:
+    --latency S        sleep S seconds before each answer (the benchmark's fixed 100 ms model)
+    --garbage-every N  every N-th answer is malformed text with no "Action:" (counted by agent.py)
+
+    python tests/expert_server.py --env maze --tasks 0:25 --port 8012 --latency 0.1
+"""
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from envs import make_env
+
+
+def expert_answer(env_name, task_ids, messages):
+    """The expert's next turn for the conversation in `messages` (chat roles), or None if no task matches."""
+    obs = [m["content"] for m in messages if m["role"] == "user"]
+    turns = [m["content"] for m in messages if m["role"] == "assistant"][1:]  # [0] is the ack
+    env = make_env(env_name)
+    try:
+        for t in task_ids:
+            if env.reset(t) != obs[1]:
+                continue
+            ok = True
+            for k, text in enumerate(turns):
+                o, _, _ = env.step(text)
+                if k + 2 >= len(obs) or o != obs[k + 2]:
+                    ok = False
+                    break
+            if ok:
+                return env.expert_turn()
+        return None
+    finally:
+        env.close()
+
+
+class StubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, env_name, task_ids, address=("127.0.0.1", 0), latency=0.0, garbage_every=0):
+        self.env_name, self.task_ids, self.latency, self.garbage_every = env_name, list(task_ids), latency, garbage_every
+        self.count, self.lock = 0, threading.Lock()
+        super().__init__(address, Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        srv = self.server
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._send(404, {"error": {"message": "not found"}})
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        with srv.lock:
+            srv.count += 1
+            n = srv.count
+        if srv.latency:
+            time.sleep(srv.latency)
+        if srv.garbage_every and n % srv.garbage_every == 0:
+            text = "Hmm, I am not sure what to do here."
+        else:
+            text = expert_answer(srv.env_name, srv.task_ids, body["messages"])
+            if text is None:
+                return self._send(400, {"error": {"message": "no task matches this conversation"}})
+        self._send(200, {"id": f"stub-{n}", "object": "chat.completion", "created": int(time.time()),
+                         "model": body.get("model", "stub"),
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": text}}],
+                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+
+    def _send(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def start(env_name, task_ids, latency=0.0, garbage_every=0):
+    """Start in a background thread; returns (server, base_url ending in /v1)."""
+    srv = StubServer(env_name, task_ids, latency=latency, garbage_every=garbage_every)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/v1"
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", required=True, help="built-in environment whose expert answers")
+    ap.add_argument("--tasks", default="0:25", help="task ids A:B the conversations come from")
+    ap.add_argument("--port", type=int, default=8012, help="port")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each answer")
+    ap.add_argument("--garbage-every", type=int, default=0, help="every N-th answer is malformed (0: never)")
+    a = ap.parse_args()
+    lo, hi = (int(x) for x in a.tasks.split(":"))
+    srv = StubServer(a.env, range(lo, hi), ("127.0.0.1", a.port), a.latency, a.garbage_every)
+    print(f"expert stub for {a.env} at http://127.0.0.1:{a.port}/v1", flush=True)
+    srv.serve_forever()
