@@ -1,4 +1,30 @@
-"""Critical-step selection (ATLaS §3.2, Appendix D.1) -- being written; see issue 2."""
+"""Critical-step selection with an oracle LLM (ATLaS, paper §3.2 and Appendix D.1).
+
+The oracle (GPT-4o in the paper) reads each expert trajectory, every turn labelled `conversation[i] (role)`,
+summarises a high-level plan, and names at most k = max(1, floor(m * T)) of the T steps (gpt turns with loss true)
+as critical, each with a category (Plan Creation, Critical Observation, Critical Action, Self Correction) and a
+reason. The output record (trajectory.with_selection) keeps the whole trajectory with loss true only on the
+critical steps, so any trainer that honours AgentGym's `loss` flag trains ATLaS.
+
+    # paper: GPT-4o, m = 30 %, AgentTraj-L (~14k trajectories); estimate the cost first, then run
+    export OPENAI_API_KEY=...
+    python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --dry-run
+    python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --ratio 0.3 --concurrency 16
+    # any OpenAI-compatible server (vLLM, llama.cpp server); small local models answer reliably only in JSON
+    python select.py --input x.jsonl --output y.jsonl --base-url http://localhost:8000/v1 \\
+        --model Qwen/Qwen2.5-72B-Instruct --response-format json
+    # ablations: random steps at the same budget (Table 3), the steps ATLaS did not pick (Table 2)
+    python select.py --input data/agenttraj_l.json --output out/random30.jsonl --method random --ratio 0.3
+    python select.py --input data/agenttraj_l.json --output out/noncritical.jsonl --method complement \\
+        --reference out/atlas.jsonl
+
+Never losing work, never paying twice: records are appended and flushed one by one; a rerun of the same command
+skips the item_ids already in the output and retries the rest (failures of the last run are listed with their
+reason in OUTPUT.errors.jsonl). A kill loses at most the requests in flight. HTTP 429/5xx/timeouts are retried
+with exponential backoff; an answer that names no usable step is asked again (--parse-retries) and then goes to
+the errors file: an item never gets a made-up selection. Named indices that are not steps, repeats and those past
+the budget are dropped (the first k kept) and counted in the record and in the final summary.
+"""
 # ---- guard: this file shadows the standard-library module `select`.
 # Python puts a script's folder first on sys.path, so from the project root `import select` (done inside
 # socket, subprocess, asyncio, torch, ...) finds this file instead of the real module. When that happens we
@@ -13,4 +39,575 @@ if __name__ == "select":
     _spec.loader.exec_module(_real)
     sys.modules["select"] = _real
 else:
-    pass
+    # The stage. It runs when this file is run, or imported under another name (the tests do); below this
+    # point the module only defines functions and constants from literals, so the guard above stays cheap.
+    import argparse
+    import collections
+    import concurrent.futures
+    import json
+    import os
+    import random
+    import re
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    import trajectory
+
+
+# ----------------------------------------------------------------------------- the prompt (Appendix D.1)
+
+DEFINITION = """\
+A critical step is defined as a key action or decision that, if performed correctly, significantly increases \
+the likelihood of successfully completing the task. It represents a turning point in the process that influences \
+the outcome of subsequent actions. More specifically, critical steps include:
+- Plan Creation: Steps where the LLM agent formulates sub-goals by analyzing previous observations and \
+considering the final objective, breaking down the larger goal into manageable tasks that guide the agent's \
+actions towards the overall outcome.
+- Critical Observation: Steps where the LLM agent identifies and analyzes key information from the environment, \
+which help agent understand the objective or state and refine its strategy and decision-making towards more \
+effective outcomes.
+- Critical Action: Steps where the LLM agent takes decisive and impactful actions based on prior observations, \
+significantly advancing the process toward the final objectives. These actions are crucial in shaping the \
+direction of the agent's strategy and are often pivotal moments that determine progress or failure, ensuring \
+that the agent remains on track to achieve the desired outcome.
+- Self Correction: Steps where the LLM agent carefully recalls and assesses its previous actions or decisions, \
+especially after encountering failure or suboptimal outcomes. During this process, the agent reflects on what \
+went wrong, identifies areas for improvement, and adjusts its approach to enhance future performance, which \
+helps the agent refine its decision-making and better align with the overall objective.
+
+Task Description: Your task is:
+1. Induce a high-level plan or strategy based on the expert conversation, summarizing the key steps needed to \
+successfully complete the task.
+2. Based on this high-level plan, identify the most critical action steps in the expert conversation. \
+A maximum of {budget} steps may be chosen from the conversation.
+3. Provide a detailed explanation for choosing these critical steps, specifying which category (e.g., key \
+observation, planning, recall, pivotal action) they belong to and why mastering these steps ensures the success \
+of the task.
+"""
+ANSWER_TEXT = """\
+Answer Format:
+1. **The high-level plan is:** [Summarize the strategy and key steps for task completion]
+2. **The critical steps are:** conversation[...]
+3. **Reason:** [Explain why these steps are critical, including which category they fall into (key \
+observation, planning, recall, pivotal action) and how they enable the player to avoid mistakes in subsequent \
+steps]
+"""
+ANSWER_JSON = """\
+Answer Format: a JSON object {"plan": "<the high-level plan>", "critical_steps": [{"index": <i of \
+conversation[i]>, "category": "Plan Creation" | "Critical Observation" | "Critical Action" | "Self Correction", \
+"reason": "<why this step is critical and how it helps avoid mistakes in subsequent steps>"}]}
+"""
+# Ours, not the paper's: the turns are labelled by index so the answer names steps unambiguously, and the oracle
+# is told which turns are steps (the "Ok." preamble and human turns are not).
+CONVERSATION = """
+Expert conversation (every turn is labelled conversation[index] (role)):
+{turns}
+
+Only the gpt turns conversation[{steps}] are steps that may be chosen. Name every chosen step by its index{how}."""
+HOW_TEXT = "; in the Reason, name each chosen step as conversation[index] together with its category"
+
+CATEGORIES = ["Plan Creation", "Critical Observation", "Critical Action", "Self Correction"]
+# The prompt names the categories twice: by the definitions' names and by "key observation, planning, recall,
+# pivotal action". Answers use either; both map to the four names. The earliest phrase in a step's text wins.
+CATEGORY_PHRASES = [
+    (r"plan(?:ning)?[\s-]+creation|plan[\s-]+formulation|planning", "Plan Creation"),
+    (r"(?:critical|key)[\s-]+observations?", "Critical Observation"),
+    (r"(?:critical|pivotal|key|decisive)[\s-]+actions?", "Critical Action"),
+    (r"self[\s-]*correct(?:ion|ing)|recall(?:s|ing)?|reflection", "Self Correction"),
+]
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "critical_steps", "strict": True, "schema": {
+    "type": "object", "additionalProperties": False, "required": ["plan", "critical_steps"],
+    "properties": {"plan": {"type": "string"}, "critical_steps": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False, "required": ["index", "category", "reason"],
+        "properties": {"index": {"type": "integer"}, "category": {"type": "string", "enum": CATEGORIES},
+                       "reason": {"type": "string"}}}}}}}}
+# USD per 1M (input, output) tokens, OpenAI list prices (standard tier, checked 2024-11; the Batch API halves
+# them). --price overrides; other models need --price for a cost estimate.
+PRICES = {"gpt-4o": (2.50, 10.00), "gpt-4o-2024-08-06": (2.50, 10.00), "gpt-4o-2024-11-20": (2.50, 10.00),
+          "gpt-4o-2024-05-13": (5.00, 15.00), "gpt-4o-mini": (0.15, 0.60)}
+SECRETS = []  # the API key, so that redact() can scrub it from every message we print or write
+
+
+def build_prompt(rec, budget, response_format="text"):
+    """The one user message sent for a trajectory: the paper's prompt with the budget as a number, then the
+    conversation with every turn labelled `conversation[i] (role): text`."""
+    steps = trajectory.step_indices(rec)
+    turns = "\n".join(f"conversation[{i}] ({t['from']}): {t['value']}" for i, t in enumerate(rec["conversations"]))
+    answer = ANSWER_JSON if response_format == "json" else ANSWER_TEXT
+    how = HOW_TEXT if response_format == "text" else ""
+    return (DEFINITION.format(budget=budget) + "\n" + answer +
+            CONVERSATION.format(turns=turns, steps=", ".join(map(str, steps)), how=how))
+
+
+# ----------------------------------------------------------------------------- parsing the oracle's answer
+
+class ParseError(ValueError):
+    """The answer names no usable step; the request is repeated, then the item goes to the errors file."""
+
+
+def category_of(text):
+    """The canonical category of the earliest category phrase in `text`, or None."""
+    best = None
+    for pattern, name in CATEGORY_PHRASES:
+        m = re.search(pattern, text, re.I)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), name)
+    return best and best[1]
+
+
+def indices_in(bracket, steps):
+    """Indices named inside one `conversation[...]`: "3", "3, 7", "3 and 7"; a range "3-9" (also "3..9", "3 to 9",
+    "3–9") stands for the steps from 3 to 9 -- the human turns inside a range were never named, so they are not
+    counted as dropped."""
+    out = []
+    for m in re.finditer(r"(\d+)\s*(?:-|–|—|\.\.|to)\s*(\d+)|(\d+)", bracket):
+        if m.group(3):
+            out.append(int(m.group(3)))
+        else:
+            a, b = sorted((int(m.group(1)), int(m.group(2))))
+            out += [s for s in steps if a <= s <= b]
+    return out
+
+
+def take(named, steps, budget):
+    """Keep the named indices in the order given: non-steps, repeats and those past the budget are dropped and
+    counted (the oracle lists its most important steps first, so the budget keeps the first ones)."""
+    stepset, kept = set(steps), []
+    dropped = {"not_a_step": 0, "duplicate": 0, "over_budget": 0}
+    for i in named:
+        if i not in stepset:
+            dropped["not_a_step"] += 1
+        elif i in kept:
+            dropped["duplicate"] += 1
+        elif len(kept) >= budget:
+            dropped["over_budget"] += 1
+        else:
+            kept.append(i)
+    if not kept:
+        raise ParseError(f"the answer names no step of this trajectory (named {named[:20]})")
+    return kept, dropped
+
+
+def parse_text_answer(answer, steps, budget):
+    """The paper's free-text format -> (kept indices, reasons [{index, category, reason}], plan, dropped).
+
+    The list is read from the "critical steps are:" header to the "Reason" header (or to a blank line after the
+    list); every `conversation[...]` there counts. Markdown bold/headers are ignored. Each kept step's reason is
+    the text that follows its mentions up to the next mention of another kept step (mentions of other turns
+    inside a reason do not split it); its category is the first category phrase there, looking in the Reason
+    part first and then in the list (for answers like "conversation[3] (planning), ...")."""
+    text = re.sub(r"[*`]|^#+\s*", "", answer, flags=re.M)
+    mention = r"(?i)conversations?\s*\[([^\]]*)\]"
+    reason_hdr = re.compile(r"^[\s\d.)>-]*(?:the\s+)?(?:reasons?|justification|explanation)\b", re.I | re.M)
+    for hdr in re.finditer(r"critical\s+(?:action\s+)?steps?\s*(?:are|is|:)", text, re.I):
+        r = reason_hdr.search(text, hdr.end())
+        end = r.start() if r else len(text)
+        first = re.search(mention, text[hdr.end():end])
+        if first is None:
+            continue  # a phrase like "the critical steps are those ..." in the plan: not the list
+        blank = re.search(r"\n\s*\n", text[hdr.end() + first.end():end])
+        end = hdr.end() + first.end() + blank.start() if blank else end
+        named = [i for m in re.finditer(mention, text[hdr.end():end]) for i in indices_in(m.group(1), steps)]
+        kept, dropped = take(named, steps, budget)
+        break
+    else:
+        raise ParseError("no 'critical steps are: conversation[...]' list in the answer")
+    plan = re.search(r"high[\s-]*level\s+plan(?:\s+is)?\s*:?\s*(.*?)\s*(?:\n\s*)?(?:\d+\.\s*)?(?:the\s+)?"
+                     r"critical\s+(?:action\s+)?steps?\s*(?:are|is|:)", text, re.I | re.S)
+    # segments: the text after each mention of a kept step, up to the next mention of a kept step
+    kept_set, marks = set(kept), []
+    for m in re.finditer(mention, text[hdr.end():]):
+        ids = [i for i in indices_in(m.group(1), steps) if i in kept_set]
+        if ids:
+            marks.append((hdr.end() + m.start(), hdr.end() + m.end(), ids))
+    segs = {i: ([], []) for i in kept}  # index -> (segments in the Reason part, segments in the list)
+    for n, (start, stop, ids) in enumerate(marks):
+        seg = text[stop:marks[n + 1][0] if n + 1 < len(marks) else len(text)]
+        for i in ids:
+            segs[i][0 if start >= end else 1].append(seg)
+    reasons = []
+    for i in kept:
+        in_reason, in_list = segs[i]
+        cat = next((c for c in map(category_of, in_reason + in_list) if c), None)
+        why = " ".join(s.strip(" \t\n:;,.-)(–—") for s in in_reason).strip() or None
+        reasons.append({"index": i, "category": cat, "reason": why})
+    return kept, reasons, (plan.group(1).strip() if plan else None) or None, dropped
+
+
+def parse_json_answer(answer, steps, budget):
+    """The structured-output answer {plan, critical_steps: [{index, category, reason}]} -> same as above."""
+    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", answer)
+    try:
+        obj = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise ParseError(f"the answer is not JSON ({e.msg})") from None
+    items = obj.get("critical_steps") if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        raise ParseError("the JSON answer has no 'critical_steps' list")
+    named, info = [], {}
+    for it in items:
+        idx = it.get("index") if isinstance(it, dict) else it
+        if isinstance(idx, str) and idx.strip().isdigit():
+            idx = int(idx)
+        if not isinstance(idx, int) or isinstance(idx, bool):
+            continue
+        named.append(idx)
+        if isinstance(it, dict) and idx not in info:
+            info[idx] = (category_of(str(it.get("category", ""))), str(it.get("reason") or "") or None)
+    kept, dropped = take(named, steps, budget)
+    reasons = [{"index": i, "category": info.get(i, (None, None))[0], "reason": info.get(i, (None, None))[1]}
+               for i in kept]
+    plan = obj.get("plan") if isinstance(obj.get("plan"), str) else None
+    return kept, reasons, plan, dropped
+
+
+# ----------------------------------------------------------------------------- talking to the oracle
+
+class ItemError(Exception):
+    """This trajectory failed (after retries); it goes to the errors file and is retried by the next run."""
+    def __init__(self, message, usage=None):
+        super().__init__(message)
+        self.usage = usage
+
+
+class FatalError(Exception):
+    """No request can succeed (bad key, unknown model, no quota): the run stops."""
+
+
+def redact(text):
+    """`text` without the API key (nor anything that looks like an OpenAI key, masked or not)."""
+    text = str(text)
+    for s in SECRETS:
+        text = text.replace(s, "***")
+    return re.sub(r"\bsk-[A-Za-z0-9_*.\-]{4,}", "sk-***", text)
+
+
+def backoff_delay(attempt, err, base):
+    """Exponential backoff with jitter; a server's retry-after(-ms) header wins when it asks for longer."""
+    delay = min(60.0, base * 2 ** attempt) * random.uniform(0.5, 1.0)
+    headers = getattr(getattr(err, "response", None), "headers", None) or {}
+    try:
+        if "retry-after-ms" in headers:
+            delay = max(delay, float(headers["retry-after-ms"]) / 1000)
+        elif "retry-after" in headers:
+            delay = max(delay, float(headers["retry-after"]))
+    except ValueError:
+        pass
+    return min(delay, 120.0)
+
+
+def complete(client, args, prompt):
+    """One chat completion, retried with backoff on 429, 5xx, timeouts and dropped connections.
+    Returns (response, number of HTTP requests made)."""
+    import openai
+    kw = dict(model=args.model, messages=[{"role": "user", "content": prompt}], temperature=0,
+              max_tokens=args.max_tokens)
+    if args.response_format == "json":
+        kw["response_format"] = JSON_SCHEMA
+    for attempt in range(args.max_retries + 1):
+        try:
+            return client.chat.completions.create(**kw), attempt + 1
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403, 404) or getattr(e, "code", None) == "insufficient_quota":
+                raise FatalError(f"HTTP {e.status_code} from {args.base_url or 'OpenAI'}: {redact(e.message)}")
+            if e.status_code not in (408, 409, 429) and e.status_code < 500:
+                raise ItemError(f"HTTP {e.status_code}: {redact(e.message)}")  # e.g. 400 prompt too long
+            err = e
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            err = e
+        if attempt < args.max_retries:
+            time.sleep(backoff_delay(attempt, err, args.backoff))
+    raise ItemError(f"gave up after {args.max_retries + 1} requests: {type(err).__name__}: {redact(err)}")
+
+
+def select_oracle(client, args, rec):
+    """Ask the oracle until its answer parses (at most 1 + --parse-retries answers); the output record."""
+    steps, k = trajectory.step_indices(rec), trajectory.budget(len(trajectory.step_indices(rec)), args.ratio)
+    prompt = build_prompt(rec, k, args.response_format)
+    parse = parse_json_answer if args.response_format == "json" else parse_text_answer
+    usage, requests, problem = {"prompt_tokens": 0, "completion_tokens": 0}, 0, None
+    for _ in range(args.parse_retries + 1):
+        try:
+            resp, n = complete(client, args, prompt)
+        except ItemError as e:
+            raise ItemError(f"{e}" + (f" (after {requests} earlier requests)" if requests else ""), usage) from None
+        requests += n
+        if resp.usage is not None:
+            usage["prompt_tokens"] += resp.usage.prompt_tokens or 0
+            usage["completion_tokens"] += resp.usage.completion_tokens or 0
+        answer = (resp.choices[0].message.content or "") if resp.choices else ""
+        try:
+            kept, reasons, plan, dropped = parse(answer, steps, k)
+        except ParseError as e:
+            problem = f"{e}; answer began {answer[:160]!r}"
+            continue
+        return trajectory.with_selection(rec, kept, {
+            "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model, "served_by": resp.model,
+            "response_format": args.response_format, "plan": plan, "reasons": reasons, "dropped": dropped,
+            "usage": usage, "attempts": requests, "answer": answer})
+    raise ItemError(f"unparsable after {args.parse_retries + 1} answers ({requests} requests): {redact(problem)}",
+                    usage)
+
+
+# ----------------------------------------------------------------------------- the ablation selectors
+
+def select_random(args, rec):
+    """Table 3: the same budget, steps drawn uniformly; seeded by (seed, item_id) so reruns agree."""
+    steps = trajectory.step_indices(rec)
+    k = trajectory.budget(len(steps), args.ratio)
+    pick = random.Random(f"{args.seed}:{rec['item_id']}").sample(steps, k)
+    return trajectory.with_selection(rec, pick, {"method": "random", "ratio": args.ratio, "budget": k,
+                                                 "seed": args.seed})
+
+
+def select_complement(args, rec, ref):
+    """Table 2: as many steps as the reference picked, drawn (seeded) from the steps it did not pick; when fewer
+    are left, all of them, and the shortfall is recorded and counted."""
+    if ref is None:
+        raise ItemError(f"not in the reference file {args.reference} (its selection may have failed there)")
+    steps, crit = trajectory.step_indices(rec), set(ref["critical_steps"])
+    rest = [s for s in steps if s not in crit]
+    n = len(crit)
+    pick = random.Random(f"{args.seed}:{rec['item_id']}").sample(rest, min(n, len(rest)))
+    sel = ref.get("selection", {})
+    return trajectory.with_selection(rec, pick, {
+        "method": "complement", "reference": args.reference, "reference_method": sel.get("method"),
+        "ratio": sel.get("ratio"), "budget": n, "short_by": n - len(pick), "seed": args.seed})
+
+
+# ----------------------------------------------------------------------------- the run
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description="ATLaS critical-step selection (paper §3.2, Appendix D.1).")
+    # ---- data
+    p.add_argument("--input", required=True, help="AgentTraj-L as published (a JSON list) or JSONL records")
+    p.add_argument("--output", required=True, help="JSONL output, appended record by record; rerun to resume")
+    # ---- selection
+    p.add_argument("--method", choices=["oracle", "random", "complement"], default="oracle",
+                   help="oracle: the paper's LLM selector; random (Table 3) and complement (Table 2): ablations")
+    p.add_argument("--ratio", type=float, default=0.3,
+                   help="m: at most max(1, floor(m*T)) of a trajectory's T steps are selected (paper: 0.3)")
+    p.add_argument("--reference", help="complement: an output of this script whose selection is complemented")
+    p.add_argument("--seed", type=int, default=0, help="random/complement: seed, combined with each item_id")
+    # ---- oracle
+    p.add_argument("--model", default="gpt-4o", help="oracle model name on the server (paper: GPT-4o)")
+    p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 for vLLM "
+                   "(default: OpenAI; the key comes from OPENAI_API_KEY)")
+    p.add_argument("--response-format", choices=["text", "json"], default="text",
+                   help="text: the paper's free-text answer; json: structured output {plan, critical_steps}")
+    p.add_argument("--max-tokens", type=int, default=1024, help="answer length limit per request")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds before a request is abandoned and retried")
+    p.add_argument("--max-retries", type=int, default=8, help="retries of one request on 429/5xx/timeouts")
+    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
+    p.add_argument("--parse-retries", type=int, default=2, help="new requests when an answer names no usable step")
+    # ---- cost
+    p.add_argument("--dry-run", action="store_true", help="print requests, prompt tokens and cost; send nothing")
+    p.add_argument("--price", help="USD per 1M input,output tokens for the estimate, e.g. 2.5,10 (default: table)")
+    args = p.parse_args(argv)
+    if not 0 < args.ratio <= 1:
+        p.error(f"--ratio must be in (0, 1], got {args.ratio}")
+    if args.method == "complement" and not args.reference:
+        p.error("--method complement needs --reference (an earlier output of select.py)")
+    if args.concurrency < 1:
+        p.error("--concurrency must be at least 1")
+    return args
+
+
+def count_tokens(model):
+    """A prompt-token counter and its name: tiktoken's encoding for the model if tiktoken is installed and has
+    its encoding file (it downloads it once), else the usual 4-characters-per-token estimate."""
+    try:
+        import tiktoken
+        enc = tiktoken.encoding_for_model(model)
+        return (lambda s: len(enc.encode(s))), f"tiktoken {enc.name}"
+    except Exception:
+        return (lambda s: (len(s) + 3) // 4), "estimate: characters / 4 (tiktoken not available)"
+
+
+def dry_run(args, todo, skipped):
+    count, how = count_tokens(args.model)
+    prompt_tokens, answer_tokens = 0, 0
+    for rec in todo:
+        k = trajectory.budget(len(trajectory.step_indices(rec)), args.ratio)
+        prompt_tokens += count(build_prompt(rec, k, args.response_format)) + 7  # + chat-format overhead
+        answer_tokens += 150 + 60 * k  # rough: a plan plus one reason per step
+    print(f"dry run: {len(todo)} trajectories to select, {skipped} already in {args.output}")
+    if args.method != "oracle":
+        print(f"{args.method} selection sends no request: cost $0")
+        return
+    print(f"requests: {len(todo)} (more if some are retried)")
+    print(f"prompt tokens: {prompt_tokens:,} ({how}); answer tokens: ~{answer_tokens:,} (rough: 150 + 60 per step)")
+    price = tuple(float(x) for x in args.price.split(",")) if args.price else PRICES.get(args.model)
+    if price is None:
+        print(f"cost: unknown for model {args.model!r}; pass --price IN,OUT (USD per 1M tokens)")
+        return
+    cost = prompt_tokens / 1e6 * price[0] + answer_tokens / 1e6 * price[1]
+    print(f"estimated cost: ${cost:,.2f} at ${price[0]}/${price[1]} per 1M input/output tokens "
+          f"({'--price' if args.price else args.model + ' list price'})")
+
+
+def read_done(path):
+    """item_ids already in an output file, read-only (for --dry-run; a real run uses trajectory.open_resumable)."""
+    done = set()
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    done.add(json.loads(raw)["item_id"])
+                except (ValueError, KeyError, TypeError):
+                    pass
+    return done
+
+
+def main(argv=None):
+    args = get_args(argv)
+    try:
+        records = trajectory.read_records(args.input)
+        refs = {}
+        if args.method == "complement":
+            refs = {r["item_id"]: r for r in trajectory.read_records(args.reference)}
+            for n, rec in enumerate(records, 1):
+                ref = refs.get(rec["item_id"])
+                if ref is not None and ref["steps"] != trajectory.step_indices(rec):
+                    raise trajectory.RecordError(
+                        f"{args.reference}: item_id {rec['item_id']!r} has steps {ref['steps']} but {args.input} "
+                        f"record {n} has {trajectory.step_indices(rec)}: not a selection of this input")
+                if ref is not None and "critical_steps" not in ref:
+                    raise trajectory.RecordError(f"{args.reference}: item_id {rec['item_id']!r} has no "
+                                                 f"'critical_steps': not an output of a selector")
+    except trajectory.RecordError as e:
+        sys.exit(f"select.py: bad input: {e}")
+
+    if args.dry_run:
+        done = read_done(args.output)
+        todo = [r for r in records if r["item_id"] not in done]
+        return dry_run(args, todo, len(records) - len(todo))
+
+    client = None
+    if args.method == "oracle":
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key and not args.base_url:
+            sys.exit("select.py: set OPENAI_API_KEY (or pass --base-url for a local server that needs no key)")
+        key = key or "no-key"  # vLLM / llama.cpp servers accept any key unless started with one
+        SECRETS.append(key)
+        import openai
+        # the SDK's own retries are off: complete() retries, so the attempts it counts are the real ones
+        client = openai.OpenAI(api_key=key, base_url=args.base_url, timeout=args.timeout, max_retries=0)
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    lock = open(args.output, "a")  # held for the whole run
+    try:
+        import fcntl  # two runs appending to one output would select (and pay for) items twice
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        sys.exit(f"select.py: another select.py is writing {args.output}")
+    try:
+        done, out = trajectory.open_resumable(args.output)
+    except trajectory.RecordError as e:
+        sys.exit(f"select.py: bad output file: {e}")
+    todo = [r for r in records if r["item_id"] not in done]
+    skipped = len(records) - len(todo)
+    errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8")  # this run's failures only
+    with open(args.output + ".config.json", "w") as f:
+        json.dump(vars(args), f, indent=1)  # the resolved config (never the key)
+    print(f"select.py: {args.method}, {len(records)} trajectories in {args.input}: {skipped} already done in "
+          f"{args.output}, {len(todo)} to select" + (f" with {args.model} at {args.base_url or 'OpenAI'}, "
+                                                      f"{args.concurrency} in flight" if client else ""))
+
+    stats = {"done": 0, "failed": 0, "share": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "short_by": 0,
+             "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter()}
+
+    def record(result, bar):
+        """Main thread only: append one finished item to the output or the errors file, and count it."""
+        item_id, rec, err = result
+        usage = rec["selection"].get("usage") if rec else getattr(err, "usage", None)
+        stats["prompt_tokens"] += (usage or {}).get("prompt_tokens", 0)
+        stats["completion_tokens"] += (usage or {}).get("completion_tokens", 0)
+        if rec is not None:
+            trajectory.append_record(out, rec)
+            sel = rec["selection"]
+            stats["done"] += 1
+            stats["share"] += len(rec["critical_steps"]) / len(rec["steps"])
+            stats["requests"] += sel.get("attempts", 0)
+            stats["short_by"] += sel.get("short_by", 0)
+            stats["dropped"].update(sel.get("dropped", {}))
+            stats["categories"].update(str(r["category"]) for r in sel.get("reasons", []))
+        else:
+            stats["failed"] += 1
+            errors.write(json.dumps({"item_id": item_id, "reason": redact(err)}, ensure_ascii=False) + "\n")
+            errors.flush()
+        bar.update(1)
+        bar.set_postfix(failed=stats["failed"], refresh=False)
+
+    def work(rec):
+        try:
+            if args.method == "oracle":
+                return rec["item_id"], select_oracle(client, args, rec), None
+            if args.method == "random":
+                return rec["item_id"], select_random(args, rec), None
+            return rec["item_id"], select_complement(args, rec, refs.get(rec["item_id"])), None
+        except ItemError as e:
+            return rec["item_id"], None, e
+
+    t0 = time.time()
+    bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
+    pool = None
+    try:
+        if client is None:
+            for rec in todo:
+                record(work(rec), bar)
+        else:
+            # a sliding window: at most 2 x concurrency items submitted, so an interrupt or a fatal error
+            # abandons only what is in flight, and memory stays flat on 14k trajectories
+            pool = concurrent.futures.ThreadPoolExecutor(args.concurrency)
+            queue, pending = iter(todo), set()
+            while True:
+                for rec in queue:
+                    pending.add(pool.submit(work, rec))
+                    if len(pending) >= 2 * args.concurrency:
+                        break
+                if not pending:
+                    break
+                finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+                for fut in finished:
+                    record(fut.result(), bar)
+    except FatalError as e:
+        bar.close()
+        print(f"select.py: stopped: {e}", file=sys.stderr, flush=True)
+        os._exit(1)  # every request in flight would fail the same way
+    except KeyboardInterrupt:
+        bar.close()
+        print("select.py: interrupted; rerun the same command to resume", file=sys.stderr)
+        os._exit(130)  # do not wait for the requests in flight: their items are simply selected again later
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    bar.close()
+    elapsed = time.time() - t0
+
+    n = stats["done"]
+    print(f"done {n}, failed {stats['failed']}, skipped {skipped} (already in {args.output})")
+    if n:
+        print(f"mean share of steps selected: {stats['share'] / n:.3f} (ratio {args.ratio})")
+    if client is not None:
+        print(f"tokens: {stats['prompt_tokens']:,} prompt + {stats['completion_tokens']:,} completion; "
+              f"{stats['requests']} requests for {n} selections; "
+              f"dropped indices: " + ", ".join(f"{k} {stats['dropped'][k]}"
+                                                for k in ("not_a_step", "duplicate", "over_budget")))
+        print("categories: " + (", ".join(f"{c} {v}" for c, v in stats["categories"].most_common()) or "none"))
+    if args.method == "complement":
+        print(f"complement short by {stats['short_by']} steps in all (the reference left too few unpicked)")
+    print(f"throughput: {n + stats['failed']} trajectories in {elapsed:.2f}s = "
+          f"{(n + stats['failed']) / max(elapsed, 1e-9):.1f}/s")
+    if stats["failed"]:
+        sys.exit(f"select.py: {stats['failed']} trajectories failed, reasons in {args.output}.errors.jsonl; "
+                 f"rerun the same command to retry them")
+
+
+if __name__ == "__main__":
+    main()
