@@ -415,3 +415,15 @@ def test_select_py_does_not_shadow_stdlib_select():
     assert r.returncode == 0 and r.stdout.strip() == "0", r.stderr
     r = subprocess.run([PY, "select.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--ratio" in r.stdout and "--response-format" in r.stdout
+
+
+def test_data_readme_example_is_a_valid_output_record():
+    text = open(os.path.join(ROOT, "data", "README.md"), encoding="utf-8").read()
+    block = text.split("## The record format")[1].split("```json\n")[1].split("```")[0]
+    rec = trajectory.validate_record(json.loads(block))
+    assert trajectory.loss_turns(rec) == rec["critical_steps"] == [3] and rec["steps"] == [3, 5, 7]
+    assert len(rec["critical_steps"]) <= trajectory.budget(len(rec["steps"]), rec["selection"]["ratio"])
+    src = {**rec, "conversations": [{**t, "loss": True} if i in rec["steps"] else t
+                                    for i, t in enumerate(rec["conversations"])]}
+    del src["steps"], src["critical_steps"], src["selection"]
+    assert trajectory.with_selection(src, [3], rec["selection"]) == rec
