@@ -165,3 +165,41 @@ def test_resume_after_kill(tmp_path, capsys):
     for r in got:
         assert r["critical_steps"] == want[r["item_id"]]["critical_steps"]
         assert r["selection"]["values"] == want[r["item_id"]]["selection"]["values"]
+
+
+# ----------------------------------------------------------------------------- analyze.py (selection files compared)
+
+def test_analyze_numbers(tmp_path, capsys):
+    import itertools
+    import analyze
+    from tests.tiny import make_records
+    recs = make_records(3, seed=5, min_steps=5, max_steps=5)
+    s = [trajectory.step_indices(r) for r in recs]  # 5 steps each
+    a = [trajectory.with_selection(recs[0], s[0][:2], {"method": "oracle", "reasons": [
+            {"index": s[0][0], "category": "Plan Creation"}, {"index": s[0][1], "category": "Critical Action"}]}),
+         trajectory.with_selection(recs[1], [s[1][4]], {"method": "oracle", "reasons": [
+            {"index": s[1][4], "category": "Critical Action"}]}),
+         trajectory.with_selection(recs[2], [], {"method": "oracle"})]
+    b = [trajectory.with_selection(recs[0], s[0][1:3], {"method": "perplexity"}),
+         trajectory.with_selection(recs[1], [s[1][0]], {"method": "perplexity"}),
+         trajectory.with_selection(recs[2], [], {"method": "perplexity"})]
+    fa, fb, fj = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.json"
+    trajectory.write_jsonl(fa, a)
+    trajectory.write_jsonl(fb, b)
+    analyze.main([str(fa), str(fb), "--json", str(fj)])
+    out = json.loads(fj.read_text())
+    fa_, fb_ = out["files"]
+    assert fa_["share_selected"] == pytest.approx(3 / 15) and fa_["none_selected"] == 1
+    assert fa_["position_histogram"] == pytest.approx([1 / 3, 1 / 3, 0, 0, 1 / 3])  # positions 0, 0.25, 1
+    assert fa_["mean_position"] == pytest.approx((0 + 0.25 + 1) / 3)
+    assert fa_["categories"] == {"Critical Action": 2, "Plan Creation": 1}
+    assert fb_["categories"] == {}
+    pair = out["pairs"][0]
+    assert pair["common"] == 3
+    assert pair["jaccard_mean"] == pytest.approx((1 / 3 + 0 + 1) / 3)  # {0,1} vs {1,2}; {4} vs {0}; both empty
+    # the chance level, checked against brute-force enumeration
+    for T, x, y in [(5, 2, 2), (10, 3, 4), (7, 0, 2)]:
+        subsets = lambda k: list(itertools.combinations(range(T), k))
+        brute = sum(analyze.jaccard(p, q) for p in subsets(x) for q in subsets(y)) / (len(subsets(x)) * len(subsets(y)))
+        assert analyze.random_jaccard(T, x, y) == pytest.approx(brute)
+    assert "Jaccard mean 0.444" in capsys.readouterr().out
