@@ -15,10 +15,13 @@ Use from a test:
 
 or from the shell (writes OUT_DIR/<family>):  python tests/tiny.py OUT_DIR [llama qwen mistral]
 """
+import atexit
 import functools
 import os
 import random
+import shutil
 import sys
+import tempfile
 
 FAMILIES = ("llama", "qwen", "mistral")
 
@@ -115,7 +118,25 @@ def _trained(family, vocab_size):
 
 def tiny_tokenizer(family, vocab_size=1024):
     """A byte-level BPE fast tokenizer trained on a small word soup, with the family's special tokens and chat
-    template. Any Unicode text round-trips (byte fallback), so records with arbitrary text can be tokenised."""
+    template. Any Unicode text round-trips (byte fallback), so records with arbitrary text can be tokenised.
+    It is loaded back from a folder through AutoTokenizer, exactly as a stage loads it from a save_tiny folder
+    (transformers picks the class by model type: the qwen folder gets Qwen2Tokenizer, with Qwen's own
+    pre-tokenizer), so tests and stages see the very same tokens."""
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(_tokenizer_dir(family, vocab_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizer_dir(family, vocab_size):
+    folder = tempfile.mkdtemp(prefix=f"tiny_tokenizer_{family}_")
+    atexit.register(shutil.rmtree, folder, True)
+    tok = _build_tokenizer(family, vocab_size)
+    tok.save_pretrained(folder)
+    tiny_config(family, tok).save_pretrained(folder)  # the model type decides the tokenizer class
+    return folder
+
+
+def _build_tokenizer(family, vocab_size):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
     spec = SPECS[family]
