@@ -49,6 +49,7 @@ else:
     import random
     import re
     import sys
+    import threading
     import time
 
     from tqdm import tqdm
@@ -324,7 +325,8 @@ def complete(client, args, prompt):
 
 def select_oracle(client, args, rec):
     """Ask the oracle until its answer parses (at most 1 + --parse-retries answers); the output record."""
-    steps, k = trajectory.step_indices(rec), trajectory.budget(len(trajectory.step_indices(rec)), args.ratio)
+    steps = trajectory.step_indices(rec)
+    k = trajectory.budget(len(steps), args.ratio)
     prompt = build_prompt(rec, k, args.response_format)
     parse = parse_json_answer if args.response_format == "json" else parse_text_answer
     usage, requests, problem = {"prompt_tokens": 0, "completion_tokens": 0}, 0, None
@@ -341,7 +343,8 @@ def select_oracle(client, args, rec):
         try:
             kept, reasons, plan, dropped = parse(answer, steps, k)
         except ParseError as e:
-            problem = f"{e}; answer began {answer[:160]!r}"
+            cut = resp.choices and resp.choices[0].finish_reason == "length"
+            problem = f"{e}{' (cut at --max-tokens)' if cut else ''}; answer began {answer[:160]!r}"
             continue
         return trajectory.with_selection(rec, kept, {
             "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model, "served_by": resp.model,
@@ -498,10 +501,10 @@ def main(argv=None):
         client = openai.OpenAI(api_key=key, base_url=args.base_url, timeout=args.timeout, max_retries=0)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    lock = open(args.output, "a")  # held for the whole run
+    out_lock = open(args.output, "a")  # an flock on the output, held (and referenced) for the whole run
     try:
         import fcntl  # two runs appending to one output would select (and pay for) items twice
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(out_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except ImportError:
         pass
     except OSError:
@@ -522,9 +525,8 @@ def main(argv=None):
     stats = {"done": 0, "failed": 0, "share": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "short_by": 0,
              "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter()}
 
-    def record(result, bar):
-        """Main thread only: append one finished item to the output or the errors file, and count it."""
-        item_id, rec, err = result
+    def record(item_id, rec, err):
+        """Append one finished item to the output or the errors file, and count it (under `write_lock`)."""
         usage = rec["selection"].get("usage") if rec else getattr(err, "usage", None)
         stats["prompt_tokens"] += (usage or {}).get("prompt_tokens", 0)
         stats["completion_tokens"] += (usage or {}).get("completion_tokens", 0)
@@ -545,25 +547,31 @@ def main(argv=None):
         bar.set_postfix(failed=stats["failed"], refresh=False)
 
     def work(rec):
+        """Select one item and write it at once, from the worker thread: a kill then loses only what is in flight."""
+        out_rec, err = None, None
         try:
             if args.method == "oracle":
-                return rec["item_id"], select_oracle(client, args, rec), None
-            if args.method == "random":
-                return rec["item_id"], select_random(args, rec), None
-            return rec["item_id"], select_complement(args, rec, refs.get(rec["item_id"])), None
+                out_rec = select_oracle(client, args, rec)
+            elif args.method == "random":
+                out_rec = select_random(args, rec)
+            else:
+                out_rec = select_complement(args, rec, refs.get(rec["item_id"]))
         except ItemError as e:
-            return rec["item_id"], None, e
+            err = e
+        with write_lock:
+            record(rec["item_id"], out_rec, err)
 
+    write_lock = threading.Lock()
     t0 = time.time()
     bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
     pool = None
     try:
         if client is None:
             for rec in todo:
-                record(work(rec), bar)
+                work(rec)
         else:
-            # a sliding window: at most 2 x concurrency items submitted, so an interrupt or a fatal error
-            # abandons only what is in flight, and memory stays flat on 14k trajectories
+            # a sliding window of 2 x concurrency submitted items keeps every thread busy while the queue stays
+            # short: an interrupt or a fatal error abandons little, and memory stays flat on 14k trajectories
             pool = concurrent.futures.ThreadPoolExecutor(args.concurrency)
             queue, pending = iter(todo), set()
             while True:
@@ -575,15 +583,15 @@ def main(argv=None):
                     break
                 finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
                 for fut in finished:
-                    record(fut.result(), bar)
-    except FatalError as e:
+                    fut.result()  # raises FatalError
+    except (FatalError, KeyboardInterrupt) as e:
+        # leave at once, without waiting for the requests in flight (they would fail the same way, or their items
+        # are simply selected again by the next run), but never in the middle of writing a record
+        write_lock.acquire(timeout=10)
         bar.close()
-        print(f"select.py: stopped: {e}", file=sys.stderr, flush=True)
-        os._exit(1)  # every request in flight would fail the same way
-    except KeyboardInterrupt:
-        bar.close()
-        print("select.py: interrupted; rerun the same command to resume", file=sys.stderr)
-        os._exit(130)  # do not wait for the requests in flight: their items are simply selected again later
+        print(f"select.py: stopped: {e}" if isinstance(e, FatalError) else
+              "select.py: interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
+        os._exit(1 if isinstance(e, FatalError) else 130)
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
