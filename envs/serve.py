@@ -85,6 +85,7 @@ class EnvServer(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # small JSON answers: do not wait for delayed ACKs
     def _serve(self, method):
         url = urlparse(self.path)
         body = {}

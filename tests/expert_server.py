@@ -18,13 +18,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from envs import make_env
 
 
-def expert_answer(env_name, task_ids, messages):
-    """The expert's next turn for the conversation in `messages` (chat roles), or None if no task matches."""
+def first_observations(env_name, task_ids):
+    env = make_env(env_name)
+    try:
+        return {t: env.reset(t) for t in task_ids}
+    finally:
+        env.close()
+
+
+def expert_answer(env_name, task_ids, messages, first=None):
+    """The expert's next turn for the conversation in `messages` (chat roles), or None if no task matches.
+    `first` ({task id: first observation}, optional) skips the tasks that cannot match without a reset."""
     obs = [m["content"] for m in messages if m["role"] == "user"]
     turns = [m["content"] for m in messages if m["role"] == "assistant"][1:]  # [0] is the ack
     env = make_env(env_name)
     try:
         for t in task_ids:
+            if first is not None and first[t] != obs[1]:
+                continue
             if env.reset(t) != obs[1]:
                 continue
             ok = True
@@ -46,10 +57,13 @@ class StubServer(ThreadingHTTPServer):
     def __init__(self, env_name, task_ids, address=("127.0.0.1", 0), latency=0.0, garbage_every=0):
         self.env_name, self.task_ids, self.latency, self.garbage_every = env_name, list(task_ids), latency, garbage_every
         self.count, self.lock = 0, threading.Lock()
+        self.first = first_observations(env_name, self.task_ids)
         super().__init__(address, Handler)
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real model servers do
+    disable_nagle_algorithm = True  # one small write per answer: no 40 ms Nagle + delayed-ACK stall
     def do_POST(self):
         srv = self.server
         if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -63,7 +77,7 @@ class Handler(BaseHTTPRequestHandler):
         if srv.garbage_every and n % srv.garbage_every == 0:
             text = "Hmm, I am not sure what to do here."
         else:
-            text = expert_answer(srv.env_name, srv.task_ids, body["messages"])
+            text = expert_answer(srv.env_name, srv.task_ids, body["messages"], srv.first)
             if text is None:
                 return self._send(400, {"error": {"message": "no task matches this conversation"}})
         self._send(200, {"id": f"stub-{n}", "object": "chat.completion", "created": int(time.time()),
