@@ -188,3 +188,61 @@ def test_bad_input_fails_loudly_and_fast():
     with pytest.raises(ValueError, match="out of range"):
         MazeEnv().reset(5000)
     assert success("sciworld", 100) and not success("sciworld", 99.0) and success("maze", 1.0)
+
+
+def test_http_client_speaks_webshop_and_tool_env_protocols():
+    """Webshop and the tool envs use env_idx, a bare-int /create answer and GET /observation; webshop answers
+    "state" and parses ReAct turns on the client, the tool envs get the raw turn. A fake server records the wire."""
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    seen = []
+
+    class Fake(BaseHTTPRequestHandler):
+        def _reply(self, obj):
+            data = _json.dumps(obj).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            body = _json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"null")
+            seen.append(("POST", self.path, body))
+            if self.path.endswith("/create"):
+                return self._reply(7)
+            if self.path.endswith("/reset"):
+                return self._reply({})
+            key = "state" if "webshop" in self.server.name else "observation"
+            return self._reply({key: f"did {body['action']}", "reward": 1.0, "done": True})
+
+        def do_GET(self):
+            seen.append(("GET", self.path, None))
+            self._reply("WebShop [SEP] Instruction: [SEP] red mug")
+
+        def log_message(self, *a):
+            pass
+
+    for name in ("webshop", "weather"):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+        server.name = name
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        seen.clear()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            kw = {"instruction": "You are an autonomous intelligent agent. ..."} if name == "weather" else {}
+            env = make_env(name, server=url, **kw)
+            assert env.reset(3) == "WebShop [SEP] Instruction: [SEP] red mug"
+            turn = "Thought:\nI think I should search.\n\nAction:\nsearch[red mug]"
+            obs, reward, done = env.step(turn)
+        finally:
+            server.shutdown()
+        assert (reward, done) == (1.0, True) and env.ack == "Ok."
+        assert seen[0][:2] == ("POST", "/create")
+        assert seen[1] == ("POST", "/reset", {"session_id": 3, "env_idx": 7} if name == "webshop"
+                           else {"id": 3, "env_idx": 7})
+        assert seen[2] == ("GET", "/observation?env_idx=7", None)
+        assert obs == ("did search[red mug]" if name == "webshop" else f"did {turn}")
+    with pytest.raises(ValueError, match="no built-in instruction prompt"):
+        from envs.agentgym import HTTPEnv
+        HTTPEnv.builtin_instruction(type("E", (), {"name": "movie"})())
