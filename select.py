@@ -416,6 +416,11 @@ def get_args(argv=None):
         p.error("--method complement needs --reference (an earlier output of select.py)")
     if args.concurrency < 1:
         p.error("--concurrency must be at least 1")
+    try:
+        args.price = args.price and [float(x) for x in args.price.split(",")]
+        assert args.price is None or len(args.price) == 2
+    except (ValueError, AssertionError):
+        p.error(f"--price takes two numbers, USD per 1M input and output tokens, e.g. 2.5,10; got {args.price!r}")
     return args
 
 
@@ -443,7 +448,7 @@ def dry_run(args, todo, skipped):
         return
     print(f"requests: {len(todo)} (more if some are retried)")
     print(f"prompt tokens: {prompt_tokens:,} ({how}); answer tokens: ~{answer_tokens:,} (rough: 150 + 60 per step)")
-    price = tuple(float(x) for x in args.price.split(",")) if args.price else PRICES.get(args.model)
+    price = args.price or PRICES.get(args.model)
     if price is None:
         print(f"cost: unknown for model {args.model!r}; pass --price IN,OUT (USD per 1M tokens)")
         return
@@ -494,8 +499,9 @@ def main(argv=None):
         key = os.environ.get("OPENAI_API_KEY")
         if not key and not args.base_url:
             sys.exit("select.py: set OPENAI_API_KEY (or pass --base-url for a local server that needs no key)")
+        if key:
+            SECRETS.append(key)
         key = key or "no-key"  # vLLM / llama.cpp servers accept any key unless started with one
-        SECRETS.append(key)
         import openai
         # the SDK's own retries are off: complete() retries, so the attempts it counts are the real ones
         client = openai.OpenAI(api_key=key, base_url=args.base_url, timeout=args.timeout, max_retries=0)
