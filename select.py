@@ -39,8 +39,9 @@ if __name__ == "select":
     _spec.loader.exec_module(_real)
     sys.modules["select"] = _real
 else:
-    # The stage. It runs when this file is run, or imported under another name (the tests do); below this
-    # point the module only defines functions and constants from literals, so the guard above stays cheap.
+    # The stage's imports, when this file is run or imported under another name (the tests do). Below, the
+    # module only defines functions and constants made of literals: under the name `select` they are defined
+    # into the discarded module and nothing runs, so the guard stays cheap and safe mid-import of torch & co.
     import argparse
     import collections
     import concurrent.futures
