@@ -162,9 +162,9 @@ def test_faults_are_retried_and_failures_rerun(server, tmp_path):
             5: ["out_of_range"], 6: ["none_valid"] * 3, 7: ["429"] * 4, 8: ["echo_key"]}
     for i, faults in plan.items():
         server.per_item[recs[i]["conversations"][0]["value"]] = faults
-    server.slow = 3.0
+    server.slow = 5.0
     r = run_select("--input", inp, "--output", out, "--base-url", server.url, "--concurrency", 4,
-                   "--backoff", 0.01, "--timeout", 1.0, "--max-retries", 3, "--parse-retries", 2)
+                   "--backoff", 0.01, "--timeout", 2.0, "--max-retries", 3, "--parse-retries", 2)
     assert r.returncode == 1, r.stderr  # failures make the exit non-zero ...
     assert "3 trajectories failed" in r.stderr and "done 9, failed 3, skipped 0" in r.stdout
     got = {o["item_id"]: o for o in read_out(out)}
