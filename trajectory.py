@@ -187,38 +187,33 @@ def with_selection(rec, critical, selection):
 
 def open_resumable(path, key="item_id"):
     """Open `path` for appending and return (done_keys, file). A run killed mid-write can leave a partial last
-    line: it is cut off here (that item is simply done again), so a rerun never sees a broken or duplicated
-    record. A broken line with more lines after it cannot come from a kill: that is an error, never a reason to
-    cut off the good records behind it. Writers append one complete line per record with `append_record` and
-    flush each time."""
+    line (no newline): it is cut off here (that item is simply done again), so a rerun never sees a broken or
+    duplicated record. A broken line with more lines after it cannot come from a kill: that is an error, never a
+    reason to cut off the good records behind it. Writers append one complete line per record with
+    `append_record` and flush each time."""
     path = str(path)
     done = set()
     if os.path.exists(path):
-        good, missing_newline = 0, False
+        good = 0
         with open(path, "rb") as f:
             for n, raw in enumerate(f, 1):
-                try:
-                    rec = json.loads(raw)  # a complete object is a complete record, even if its "\n" is missing
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    rec = None
-                if rec is None and not raw.strip():
-                    good, missing_newline = good + len(raw), not raw.endswith(b"\n")  # a blank line
-                    continue
-                if rec is None:
-                    if f.read(1):
-                        raise RecordError(f"{path}: line {n}: not a complete JSON record, yet more lines follow "
-                                          f"(a kill can only cut the last line); repair or remove it")
+                if not raw.endswith(b"\n"):
                     break  # partial last line from a kill
+                if not raw.strip():
+                    good += len(raw)  # a blank line
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise RecordError(f"{path}: line {n}: not a JSON record, and a kill can only cut the last "
+                                      f"line; repair or remove it") from None
                 if not isinstance(rec, dict) or key not in rec:
                     raise RecordError(f"{path}: line {n}: a record without {key!r}")
                 done.add(rec[key])
-                good, missing_newline = good + len(raw), not raw.endswith(b"\n")
+                good += len(raw)
         if good != os.path.getsize(path):
             with open(path, "rb+") as f:
                 f.truncate(good)
-        if missing_newline:  # the last record is complete but its newline was never written
-            with open(path, "ab") as f:
-                f.write(b"\n")
     else:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return done, open(path, "a", encoding="utf-8")
