@@ -7,7 +7,7 @@ the answer the way GPT-4o does: the paper's free-text format in a few styles, or
 the request carries a json_schema response_format. Faults can be injected per item and attempt.
 
     python tests/oracle_server.py --port 8011 --latency 0.2                 # the benchmark's server
-    curl http://127.0.0.1:8011/stats     # requests served, first arrival and last answer (unix time)
+    curl http://127.0.0.1:8011/stats     # requests served, first arrival and the time of every answer (unix)
     python tests/oracle_server.py --port 8011 --faults 429,500,garbage      # every item: 2 HTTP errors, then junk,
                                                                             # then a good answer
     python select.py --input x.jsonl --output y.jsonl --base-url http://127.0.0.1:8011/v1
@@ -158,7 +158,7 @@ class OracleServer(ThreadingHTTPServer):
         self.per_item = {}   # first-turn text -> list of faults for this item's attempts (overrides the default)
         self.attempts = {}   # first-turn text -> requests seen
         self.log = []        # (first-turn text, attempt, fault or "ok", json mode asked)
-        self.first_arrival = self.last_answer = None  # wall-clock span of the requests served (GET /stats)
+        self.first_arrival, self.answers = None, []  # first request's arrival, every 200 answer's time (GET /stats)
         self.lock = threading.Lock()
 
     @property
@@ -204,7 +204,7 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         if self.path.rstrip("/").endswith("/stats"):
             return self._send(200, {"requests": len(srv.log), "first_arrival": srv.first_arrival,
-                                    "last_answer": srv.last_answer})
+                                    "answers": sorted(srv.answers)})
         if self.path.rstrip("/").endswith("/models"):
             return self._send(200, {"object": "list", "data": [{"id": "oracle-test", "object": "model"}]})
         self._error(404, f"no route {self.path}", "not_found")
@@ -254,7 +254,7 @@ class Handler(BaseHTTPRequestHandler):
             content = render_json(picks, extra)
         else:
             content = render_text(style, picks, extra)
-        srv.last_answer = time.time()
+        srv.answers.append(time.time())
         self._send(200, {
             "id": f"chatcmpl-{attempt}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "oracle-test"),
