@@ -1,0 +1,494 @@
+"""BabyAI as AgentGym serves it, in process: minigrid's BabyAI levels behind AgentGym's text view and
+high-level actions, plus a scripted expert built on minigrid's BabyAIBot.
+
+    from envs.babyai import BabyAIEnv
+    env = BabyAIEnv()
+    obs = env.reset(7)                       # task 7 = level 8 (GoToSeqS5R2), seed 0
+    while True:
+        turn = env.expert_turn()             # "Thought:\n...\n\nAction:\ngo to red ball 1"
+        obs, reward, done = env.step(turn)
+        if done: break
+
+What AgentGym does (agentenv-babyai, environment.py), and so what this file does:
+- task id i -> level LEVELS[i % 40] reset with seed i // 40. Any i >= 0 is a task; task_ids() gives 40 seeds
+  per level (ids 0..1599).
+- the observation is the agent's 7x7 egocentric view in words: the visible objects sorted by Manhattan
+  distance ("There is a red ball 1 2 steps in front of you and 1 steps to your right."), the nearest wall or box
+  straight ahead, what the agent carries, and then the list of high-level actions valid right now:
+  'Available actions: ["turn left", "turn right", "move forward", "pickup red ball 1", "go to red ball 1", ...]'.
+  Note the action is spelled "pickup", not "pick up" as the instruction prompt says; like AgentGym we accept
+  only the spellings listed.
+- a high-level action is a list of primitive minigrid actions found by a breadth-first search inside the view;
+  they run one by one and stop at the first one that leaves the view unchanged (bumping into something).
+- reward: minigrid's 1 - 0.9 * steps / max_steps on success, else 0. AgentGym ends the episode only when that
+  reward is > 0.5 (a late success keeps the episode open), and what its client reports is the running sum of
+  the per-round rewards ("score"); we return that sum, so rewards here equal AgentGym's, quirks included.
+- invalid actions get AgentGym's error text ("The action is not recognized. Please check valid actions." or a
+  specific reason) and cost a round; the text after the first "Action:" is the action, as in AgentGym's client.
+
+The expert: minigrid's BabyAIBot plans primitive actions with full knowledge of its own memory of the map. At
+each round we roll the bot out on a copy of the level, simulate every available high-level action on other
+copies, and pick the one that lands furthest along the bot's rollout (or that finishes the task), so one
+high-level action covers many primitive steps and the episode fits in AgentGym's 20 rounds.
+"""
+import contextlib
+import copy
+import io
+from collections import deque
+
+import numpy as np
+
+LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
+    "BabyAI-GoToRedBallGrey-v0", "BabyAI-GoToRedBall-v0", "BabyAI-GoToRedBallNoDists-v0", "BabyAI-GoToObjS6-v0",
+    "BabyAI-GoToLocalS8N7-v0", "BabyAI-GoToObjMazeS7-v0", "BabyAI-GoToImpUnlock-v0", "BabyAI-GoToSeqS5R2-v0",
+    "BabyAI-GoToRedBlueBall-v0", "BabyAI-GoToDoor-v0", "BabyAI-GoToObjDoor-v0", "BabyAI-Open-v0",
+    "BabyAI-OpenRedDoor-v0", "BabyAI-OpenDoorLoc-v0", "BabyAI-OpenRedBlueDoorsDebug-v0",
+    "BabyAI-OpenDoorsOrderN4Debug-v0", "BabyAI-Pickup-v0", "BabyAI-UnblockPickup-v0", "BabyAI-PickupLoc-v0",
+    "BabyAI-PickupDistDebug-v0", "BabyAI-PickupAbove-v0", "BabyAI-PutNextLocalS6N4-v0",
+    "BabyAI-PutNextS7N4Carrying-v0", "BabyAI-Unlock-v0", "BabyAI-UnlockLocalDist-v0", "BabyAI-KeyInBox-v0",
+    "BabyAI-UnlockPickupDist-v0", "BabyAI-BlockedUnlockPickup-v0", "BabyAI-UnlockToUnlock-v0",
+    "BabyAI-ActionObjDoor-v0", "BabyAI-FindObjS7-v0", "BabyAI-KeyCorridorS6R3-v0", "BabyAI-OneRoomS20-v0",
+    "BabyAI-MoveTwoAcrossS8N9-v0", "BabyAI-SynthS5R2-v0", "BabyAI-SynthLoc-v0", "BabyAI-SynthSeq-v0",
+    "BabyAI-MiniBossLevel-v0", "BabyAI-BossLevel-v0", "BabyAI-BossLevelNoUnlock-v0",
+]
+SEEDS_PER_LEVEL = 40  # task_ids() = range(40 * 40); larger ids work too (seed = id // 40)
+
+INSTRUCTION = (  # AgentGym's BabyAI instruction prompt (agentenv/envs/babyai.py), verbatim
+    "You are an exploration master that wants to finish every goal you are given. Every round I will give you an "
+    "observation, and you have to respond an action and your thought based on the observation to finish the given "
+    "task. You are placed in a room and you need to accomplish the given goal with actions.\n\nYou can use the "
+    "following actions: \n\n- turn right \n\n- turn left \n\n- move forward \n\n- go to <obj> <id> \n\n- pick up "
+    "<obj> <id> \n\n- go through <door> <id>: <door> must be an open door. \n\n- toggle and go through <door> <id>: "
+    "<door> can be a closed door or a locked door. If you want to open a locked door, you need to carry a key that "
+    "is of the same color as the locked door. \n\n- toggle: there is a closed or locked door right in front of you "
+    "and you can toggle it.\nYour response should use the following format:\nThought:\n<Your Thought>\n\n"
+    "Action:\n<Your Action>"
+)
+
+LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE = 0, 1, 2, 3, 4, 5
+DIR_TO_VEC = [(1, 0), (0, 1), (-1, 0), (0, -1)]
+OBJECT_NAMES = {4: "door", 5: "key", 6: "ball", 7: "box", 8: "goal", 9: "lava", 2: "wall"}
+COLOR_NAMES = ["red", "green", "blue", "purple", "yellow", "grey"]
+DOOR_STATES = ["open", "closed", "locked"]
+BLOCKING_WORDS = ("wall", "box", "lava", "ball", "key")  # AgentGym's path search walks around these
+
+
+def extract_action(text):
+    """AgentGym's client-side parsing: the text after the first "Action:" (or the whole turn), stripped.
+    Like their client, a trailing "</s>" is cut together with the character before it."""
+    if text.endswith("</s>"):
+        text = text[:-5]
+    parts = text.split("Action:")
+    return (parts[1] if len(parts) > 1 else parts[0]).strip()
+
+
+def _blocks(name):
+    return any(w in name for w in BLOCKING_WORDS)
+
+
+def _find_path(start, start_dir, target, blocked, xs, ys, arrive):
+    """Primitive actions (forward/left/right) from (start, start_dir) until the agent stands on `target`
+    (arrive) or faces it (not arrive); None if unreachable inside the view window xs x ys.
+    Mirrors AgentGym's search exactly, tie-breaking included, so action lists match theirs: states are marked
+    visited when popped, and a later push of a not-yet-popped state overwrites its parent."""
+    queue, parent, popped = deque([(start, start_dir)]), {}, set()
+    while queue:
+        pos, d = queue.popleft()
+        popped.add((pos, d))
+        if arrive:
+            reached = pos == target
+        else:
+            reached = (target[0] - pos[0], target[1] - pos[1]) == DIR_TO_VEC[d]
+        if reached:
+            path, node = [], (pos, d)
+            while node != (start, start_dir):
+                node, a = parent[node]
+                path.append(a)
+            return path[::-1]
+        for a in (FORWARD, LEFT, RIGHT):
+            if a == FORWARD:
+                nxt = ((pos[0] + DIR_TO_VEC[d][0], pos[1] + DIR_TO_VEC[d][1]), d)
+            else:
+                nxt = (pos, (d - 1) % 4 if a == LEFT else (d + 1) % 4)
+            p = nxt[0]
+            if p[0] not in xs or p[1] not in ys or nxt in popped or p in blocked:
+                continue
+            queue.append(nxt)
+            parent[nxt] = ((pos, d), a)
+    return None
+
+
+def describe(env):
+    """AgentGym's text view of the current minigrid state.
+    Returns (description, actions: {name: [primitive actions]} in AgentGym's order, errors: {name: message})."""
+    u = env.unwrapped
+    image = u.gen_obs()["image"]
+    vs, d = u.agent_view_size, u.agent_dir
+    pos = (int(u.agent_pos[0]), int(u.agent_pos[1]))
+    f, r = DIR_TO_VEC[d], DIR_TO_VEC[(d + 1) % 4]
+    top_left = (pos[0] + f[0] * (vs - 1) - r[0] * (vs // 2), pos[1] + f[1] * (vs - 1) - r[1] * (vs // 2))
+    # AgentGym's search window (one cell behind the agent for some headings: kept as they have it)
+    ranges = []
+    for k in (0, 1):
+        border = top_left[k] + vs * (r[k] - f[k])
+        ranges.append(range(border, top_left[k] + 1) if border < top_left[k] else range(top_left[k], border))
+    xs, ys = ranges
+
+    objs, barriers = [], []  # objs: (name, abs_pos, manhattan distance); barriers: walls/boxes straight ahead
+    for vj in range(vs):
+        for vi in range(vs):
+            ai, aj = top_left[0] - f[0] * vj + r[0] * vi, top_left[1] - f[1] * vj + r[1] * vi
+            dist = abs(pos[0] - ai) + abs(pos[1] - aj)
+            if ai < 0 or aj < 0 or dist == 0:  # dist 0 is the agent's cell, where the view shows what it carries
+                continue
+            t, c, s = (int(v) for v in image[vi, vj])
+            if t not in OBJECT_NAMES:
+                continue
+            kind = OBJECT_NAMES[t]
+            name = f"{COLOR_NAMES[c]} {DOOR_STATES[s]} door" if kind == "door" else f"{COLOR_NAMES[c]} {kind}"
+            objs.append((name, (ai, aj), dist))
+            rel = (ai - pos[0], aj - pos[1])
+            if kind in ("box", "wall") and f[0] * rel[1] - f[1] * rel[0] == 0:
+                barriers.append((kind, f[0] * rel[0] + f[1] * rel[1]))
+    objs.sort(key=lambda o: o[2])  # stable: ties keep scan order, as in AgentGym
+    barriers.sort(key=lambda b: b[1])
+    blocked = {p for name, p, _ in objs if _blocks(name)}
+
+    def rel_of(p):
+        rel = (p[0] - pos[0], p[1] - pos[1])
+        return f[0] * rel[0] + f[1] * rel[1], r[0] * rel[0] + r[1] * rel[1]
+
+    def path(p, arrive):
+        return _find_path(pos, d, p, blocked, xs, ys, arrive)
+
+    # ---- description
+    if objs:
+        text, seen = "In front of you in this room, you can see several objects: ", {}
+        for name, p, _ in objs:
+            if "wall" in name:
+                continue
+            front, right = rel_of(p)
+            if right == 0:
+                where = f"right in front of you {front} steps away. "
+            elif right > 0:
+                where = f"{front} steps in front of you and {right} steps to your right. "
+            else:
+                where = f"{front} steps in front of you and {-right} steps to your left. "
+            seen[name] = seen.get(name, 0) + 1
+            text += f"There is a {name} {seen[name]} {where} "
+    else:
+        text = "You cannot see any objects within sight."
+    text += "The room has walls around you. "
+    if barriers:
+        text += f"You are facing a {barriers[0][0]} {barriers[0][1]} steps away. "
+    carrying = u.carrying
+    text += f"You are carrying a {carrying.color} {carrying.type}." if carrying else "You are not carrying anything."
+
+    # ---- high-level actions, in AgentGym's order (the order of the "Available actions" list)
+    actions, errors = {"turn left": [LEFT], "turn right": [RIGHT]}, {}
+    if not barriers or barriers[0][1] > 1:
+        actions["move forward"] = [FORWARD]
+    else:
+        errors["move forward"] = "There is a barrier in front of you, you can't move forward."
+    if carrying is None:
+        count = {}
+        for name, p, _ in objs:
+            if "wall" in name or "door" in name or "goal" in name:
+                continue
+            steps = path(p, False)
+            if steps is not None:  # numbering counts only reachable objects, as in AgentGym
+                count[name] = count.get(name, 0) + 1
+                actions[f"pickup {name} {count[name]}"] = steps + [PICKUP]
+            else:
+                k = count.get(name, 0) + 1
+                errors[f"pickup {name} {k}"] = f"You cannot pickup {name} {k}, as there is no path leading to it."
+    if carrying is not None:
+        front_cell = (pos[0] + f[0], pos[1] + f[1])
+        if any(p == front_cell and _blocks(name) for name, p, _ in objs):
+            errors["drop"] = "You cannot drop the object, as there is already an object in front of you."
+        else:
+            actions["drop"] = [DROP]
+    else:
+        errors["drop"] = "You cannot drop the object, as you are not carrying anything."
+    doors = {}
+    for name, p, _ in objs:
+        if "door" not in name:
+            continue
+        doors[name] = doors.get(name, 0) + 1
+        label = f"{name} {doors[name]}"
+        if "open door" in name:
+            steps = path(p, True)
+            if steps is not None:
+                actions[f"go through {label}"] = steps
+            else:
+                errors[f"go through {label}"] = f"You cannot go through {label}, as there is no path leading to it."
+            continue
+        if "locked door" in name:
+            if carrying is None or carrying.type != "key":
+                errors[f"toggle and go through {label}"] = (
+                    f"You cannot toggle and go through {label}, as you are not carrying a key.")
+                continue
+            if carrying.color != name.split(" ")[0]:
+                errors[f"toggle and go through {label}"] = (
+                    f"You cannot toggle and go through {label}, as the color of the key you are carrying does "
+                    "not match the color of door.")
+                continue
+        steps = path(p, False)
+        if steps is not None:
+            actions[f"toggle and go through {label}"] = steps + [TOGGLE, FORWARD]
+        else:  # AgentGym prints its whole door counter here; kept so error texts match
+            errors[f"toggle and go through {label}"] = (
+                f"You cannot toggle and go through {name} {doors}, as there is no path leading to it.")
+        if steps == []:
+            actions["toggle"] = [TOGGLE]
+        if "closed door" in name:
+            errors[f"go through {label}"] = f"You cannot go through {label}, as it is closed. You should toggle it first."
+    for name, p, _ in objs:
+        if "goal" in name:
+            steps = path(p, True)
+            if steps is not None:
+                actions["go to goal"] = steps
+            else:
+                errors["go to goal"] = "You cannot go to the goal, as there is no path leading to it."
+    count = {}
+    for name, p, _ in objs:
+        if "wall" in name or "goal" in name:
+            continue
+        steps = path(p, False)
+        if steps is not None:
+            count[name] = count.get(name, 0) + 1
+            actions[f"go to {name} {count[name]}"] = steps
+        else:
+            k = count.get(name, 0) + 1
+            errors[f"go to {name} {k}"] = f"You cannot go to {name} {k}, as there is no path leading to it."
+    actions["check available actions"] = []
+    return text, actions, errors
+
+
+def run_primitives(env, steps, on_step=None):
+    """Execute primitive actions, stopping after the first that leaves the view unchanged (AgentGym's check
+    that a step did something). Returns minigrid's (reward, terminated) of the last step executed."""
+    u = env.unwrapped
+    before = u.gen_obs()["image"]
+    reward, terminated = 0.0, False
+    for a in steps:
+        obs, reward, terminated, _, _ = u.step(a)
+        if on_step is not None:
+            on_step(a)
+        if np.array_equal(obs["image"], before):
+            break
+        before = obs["image"]
+    return float(reward), bool(terminated)
+
+
+def _state_keys(u):
+    """Exact key (position, heading, carried object, grid) and a looser one for when the agent faces an object:
+    two states facing the same door/key/ball/box in the same grid are equally far along for the expert, even if
+    the agent stands on another side of it (AgentGym's search and the bot's break ties differently)."""
+    grid = u.grid.encode().tobytes()
+    carry = (u.carrying.type, u.carrying.color) if u.carrying else None
+    pos = (int(u.agent_pos[0]), int(u.agent_pos[1]))
+    front = (pos[0] + DIR_TO_VEC[u.agent_dir][0], pos[1] + DIR_TO_VEC[u.agent_dir][1])
+    cell = u.grid.get(*front) if 0 <= front[0] < u.width and 0 <= front[1] < u.height else None
+    loose = (front, carry, grid) if cell is not None and cell.type in ("door", "key", "ball", "box") else None
+    return (pos, u.agent_dir, carry, grid), loose
+
+
+def _bot_suggest(bot):
+    """The bot's next action from where the agent is now. Unlike bot.replan() this skips the bot's bookkeeping
+    of "the agent just did X" (which plans to undo moves it did not suggest): we move the agent along AgentGym's
+    paths, not the bot's, and resynchronise the bot ourselves."""
+    bot._process_obs()
+    for subgoal in bot.stack:
+        subgoal.update_agent_attributes()
+    while bot.stack and bot.stack[-1].is_exploratory():
+        bot.stack.pop()
+    action = None
+    while bot.stack:
+        action = bot.stack[-1].replan_before_action()
+        if action is not None:
+            break
+    if not bot.stack:
+        action = bot.mission.unwrapped.actions.done
+    bot._remember_current_state()
+    return action
+
+
+def _bot_rollout(env, bot, horizon):
+    """Let the bot act on (env, bot) for up to `horizon` primitive steps (in place). Returns {exact key: step},
+    {loose key: step} of the states it passes through."""
+    exact, loose = {}, {}
+    try:
+        action = _bot_suggest(bot)
+        for t in range(1, horizon + 1):
+            if action is None or action == env.actions.done:
+                break
+            _, _, terminated, _, _ = env.step(action)
+            e, l = _state_keys(env)
+            exact[e], loose[l] = t, t
+            if terminated:
+                break
+            action = bot.replan(action)  # also lets the bot's subgoals register the step (pop a done pickup...)
+    except Exception:  # the bot asserts on a few levels it cannot solve (KeyInBox, PutNext...Carrying)
+        pass
+    loose.pop(None, None)
+    return exact, loose
+
+
+class BabyAIEnv:
+    name = "babyai"
+    max_rounds = 20
+    ack = "OK. I'll follow your instructions and try my best to solve the task."
+
+    def __init__(self):
+        import gymnasium
+        import minigrid  # noqa: F401  (registers the BabyAI levels with gymnasium)
+        self._gym = gymnasium
+        self._levels = {}
+        self.env = None
+
+    def task_ids(self):
+        return range(len(LEVELS) * SEEDS_PER_LEVEL)
+
+    def instruction(self):
+        return INSTRUCTION
+
+    def _level(self, name):
+        if name not in self._levels:
+            try:
+                self._levels[name] = self._gym.make(name).unwrapped
+            except self._gym.error.DeprecatedEnv:  # minigrid 3 renamed GoToObjS6-v0 to -v1 (same level)
+                self._levels[name] = self._gym.make(name.replace("-v0", "-v1")).unwrapped
+        return self._levels[name]
+
+    def reset(self, task_id):
+        if int(task_id) < 0:
+            raise ValueError(f"babyai: task id must be >= 0, got {task_id}")
+        self.task_id = int(task_id)
+        self.level = LEVELS[self.task_id % len(LEVELS)]
+        self.env = self._level(self.level)
+        with contextlib.redirect_stdout(io.StringIO()):  # minigrid prints "Sampling rejected: ..." while generating
+            self.env.reset(seed=self.task_id // len(LEVELS))
+        # AgentGym rewrites the sequencing words of the mission into "and"
+        self.goal = self.env.mission.replace("then", "and").replace("after you", "and")
+        self.reward, self.score, self.done = 0.0, 0.0, False
+        self.text, self.actions, self.errors = describe(self.env)
+        self._plan = self._pending = None
+        return f"Your goal: {self.goal}\n{self.text}" + self._action_list()
+
+    def _action_list(self):
+        return "\nAvailable actions: [" + ", ".join(f'"{a}"' for a in self.actions) + "]"
+
+    def step(self, text):
+        if self.env is None:
+            raise RuntimeError("babyai: step() before reset()")
+        if self.done:
+            return "The task with environment has finished.", self.score, True
+        action = extract_action(text).lower().strip()
+        if "check" in action:
+            obs = "You can take the following actions: " + ", ".join(self.actions)
+        elif action == "":
+            obs = "No change in state."
+        elif action not in self.actions:
+            obs = self.errors.get(action, "The action is not recognized. Please check valid actions.")
+        else:
+            obs = self._execute(self.actions[action])
+            self._follow_plan(action)
+        self.score += self.reward  # AgentGym's score: sum of the per-round rewards
+        return obs + self._action_list(), self.score, self.done
+
+    def _execute(self, steps):
+        reward, done = run_primitives(self.env, steps)
+        self.reward = reward
+        self.text, self.actions, self.errors = describe(self.env)
+        obs = self.text + ("\n The task is completed." if done else "")
+        if done and self.reward <= 0.5:  # AgentGym: a success this late (or a failure) does not end the episode
+            done = False
+        if self.reward == 1 and not done:
+            done, obs = True, obs + "\n The task is completed."
+        self.done = done
+        return obs
+
+    # ---- expert
+    # self._plan is a private copy of the level plus a BabyAIBot that has been playing along on it, kept at the
+    # same place as the real episode. Each round the bot is rolled out a little way on a copy of that pair, every
+    # available high-level action is tried on a copy of the real level, and the expert takes the one that lands
+    # furthest along the rollout. Afterwards the pair is moved to that point of the rollout (and the agent set
+    # to where it really stands), so the bot keeps its memory of the map and of the instruction's progress.
+    HORIZON = 60  # primitive steps of bot rollout looked at per round: more than one view-sized move covers
+
+    def _sync_plan(self):
+        if self._plan is None or self._plan[2] != _state_keys(self.env)[0]:
+            from minigrid.utils.baby_ai_bot import BabyAIBot
+            sim = copy.deepcopy(self.env)  # a fresh bot (a policy moved the agent since, or first call)
+            self._plan = (sim, BabyAIBot(sim), _state_keys(self.env)[0])
+
+    def expert_action(self):
+        """The high-level action that advances furthest along the bot's plan (or finishes the task)."""
+        self._sync_plan()
+        sim_env, sim_bot = copy.deepcopy(self._plan[:2])
+        exact, loose = _bot_rollout(sim_env, sim_bot, self.HORIZON)
+        best, best_score = None, (0, False, 0)
+        for name, steps in self.actions.items():
+            if name == "check available actions":
+                continue
+            sim = copy.deepcopy(self.env)
+            reward, terminated = run_primitives(sim, steps)
+            e, l = _state_keys(sim)
+            progress = max(exact.get(e, 0), loose.get(l, 0))
+            if terminated and reward > 0.5:
+                progress = 10 ** 9  # finishes the task now
+            score = (progress, e in exact, -len(steps))
+            if progress > 0 and score > best_score:
+                best, best_score = name, score
+        if best is None:  # nothing lands on the bot's path (e.g. it would toggle a box): look around
+            best, best_score = "turn left", (0, False, 0)
+        self._pending = (best, best_score[0])
+        return best
+
+    def _follow_plan(self, action):
+        """After a step: move the bot's pair to the rollout point the expert aimed for, if it was the expert's."""
+        pending, self._pending = self._pending, None
+        if self._plan is None or pending is None or pending[0] != action or not 0 < pending[1] < 10 ** 9:
+            self._plan = None  # not the expert's move: start a fresh bot next time one is asked for
+            return
+        sim_env, sim_bot = copy.deepcopy(self._plan[:2])
+        _bot_rollout(sim_env, sim_bot, pending[1])
+        sim_env.agent_pos, sim_env.agent_dir = self.env.agent_pos, self.env.agent_dir
+        self._plan = (sim_env, sim_bot, _state_keys(self.env)[0])
+
+    def expert_turn(self):
+        action = self.expert_action()
+        return f"Thought:\n{self._thought(action)}\n\nAction:\n{action}"
+
+    def _thought(self, action):
+        goal = self.goal
+        carrying = self.env.carrying
+        if action.startswith("pickup "):
+            obj = action[len("pickup "):].rsplit(" ", 1)[0]
+            if obj.split(" ")[-1] in goal and obj.split(" ")[0] in goal:
+                return f"The {obj} my goal mentions is in view, so I will pick it up."
+            return f"I need the {obj} to get on with my goal ({goal}), so I will pick it up."
+        if action.startswith("go to "):
+            obj = action[len("go to "):].rsplit(" ", 1)[0]
+            return f"To {goal}, I should go next to the {obj} I can see."
+        if action.startswith("toggle and go through "):
+            door = action[len("toggle and go through "):].rsplit(" ", 1)[0]
+            why = " with the key I carry" if "locked" in door else ""
+            return f"The {door} leads where I need to go; I will open it{why} and walk through."
+        if action.startswith("go through "):
+            door = action[len("go through "):].rsplit(" ", 1)[0]
+            return f"I will go through the {door} to reach the next room."
+        if action == "toggle":
+            return "There is a door right in front of me; I will toggle it."
+        if action == "drop":
+            what = f"{carrying.color} {carrying.type}" if carrying else "object"
+            return f"I will put the {what} down here, in front of me."
+        if action == "move forward":
+            return f"The way ahead is clear; moving forward brings me closer to what I need for my goal ({goal})."
+        return f"What I need is not where I am facing, so I will {action} to look for it."
+
+    def close(self):
+        for env in self._levels.values():
+            env.close()
+        self._levels, self.env = {}, None
