@@ -203,7 +203,7 @@ def parse_text_answer(answer, steps, budget):
     text = re.sub(r"[*`]|^#+\s*", "", answer, flags=re.M)
     mention = r"(?i)conversations?\s*\[([^\]]*)\]"
     reason_hdr = re.compile(r"^[\s\d.)>-]*(?:the\s+)?(?:reasons?|justification|explanation)\b", re.I | re.M)
-    for hdr in re.finditer(r"critical\s+(?:action\s+)?steps?\s*(?:are|is|:)", text, re.I):
+    for hdr in re.finditer(r"critical\s+(?:action\s+)?steps?\b[^\n\[]{0,30}?(?:\bare\b|\bis\b|:)", text, re.I):
         r = reason_hdr.search(text, hdr.end())
         end = r.start() if r else len(text)
         first = re.search(mention, text[hdr.end():end])

@@ -90,6 +90,7 @@ STEPS = [3, 5, 7, 9, 11, 13]
      "The critical steps are: conversation[9]\n\nconversation[9] works because conversation[11] failed", 3,
      [9], (0, 0, 0)),
     ("2. Critical steps: Conversation [13]", 1, [13], (0, 0, 0)),
+    ("Critical Steps Identified: conversation[5]; conversation[9]", 3, [5, 9], (0, 0, 0)),
 ])
 def test_parse_text_indices(answer, budget, kept, dropped):
     got, reasons, _, drop = sel.parse_text_answer(answer, STEPS, budget)
@@ -141,6 +142,23 @@ def test_parse_json():
     for bad in ['{"plan": "x"', '{"plan": "x"}', '{"critical_steps": [{"index": 1}]}', "[3, 5]"]:
         with pytest.raises(sel.ParseError):
             sel.parse_json_answer(bad, STEPS, 2)
+
+
+def test_parse_every_server_style_and_synonym():
+    """300 trajectories, the test server's three free-text styles and its JSON: indices and categories come back."""
+    styles = set()
+    for rec in make_records(300, seed=2, min_steps=1, max_steps=30):
+        steps = trajectory.step_indices(rec)
+        k = trajectory.budget(len(steps), 0.3)
+        style, picks = oracle_server.scripted_choice(rec["conversations"][0]["value"], steps, k)
+        styles.add(style)
+        want = ([i for i, _, _ in picks], [c for _, _, c in picks])
+        for answer, parse in [(oracle_server.render_text(style, picks), sel.parse_text_answer),
+                              (oracle_server.render_json(picks), sel.parse_json_answer)]:
+            kept, reasons, plan, dropped = parse(answer, steps, k)
+            assert (kept, [r["category"] for r in reasons]) == want and plan
+            assert all(r["reason"] for r in reasons) and sum(dropped.values()) == 0
+    assert styles == {"A", "B", "C"}
 
 
 def test_redact():
