@@ -480,13 +480,13 @@ def main(argv=None):
             refs = {r["item_id"]: r for r in trajectory.read_records(args.reference)}
             for n, rec in enumerate(records, 1):
                 ref = refs.get(rec["item_id"])
-                if ref is not None and ref["steps"] != trajectory.step_indices(rec):
-                    raise trajectory.RecordError(
-                        f"{args.reference}: item_id {rec['item_id']!r} has steps {ref['steps']} but {args.input} "
-                        f"record {n} has {trajectory.step_indices(rec)}: not a selection of this input")
                 if ref is not None and "critical_steps" not in ref:
                     raise trajectory.RecordError(f"{args.reference}: item_id {rec['item_id']!r} has no "
                                                  f"'critical_steps': not an output of a selector")
+                if ref is not None and trajectory.step_indices(ref) != trajectory.step_indices(rec):
+                    raise trajectory.RecordError(
+                        f"{args.reference}: item_id {rec['item_id']!r} has steps {trajectory.step_indices(ref)} "
+                        f"but {args.input} record {n} has {trajectory.step_indices(rec)}: not a selection of it")
     except trajectory.RecordError as e:
         sys.exit(f"select.py: bad input: {e}")
 

@@ -359,7 +359,7 @@ def test_corrupt_output_or_reference_fails(tmp_path):
     other["item_id"] = recs[1]["item_id"]
     ref.write_text(json.dumps(trajectory.with_selection(other, trajectory.step_indices(other)[:1], {})) + "\n")
     r = run_select("--input", inp, "--output", tmp_path / "c.jsonl", "--method", "complement", "--reference", ref)
-    assert r.returncode != 0 and str(ref) in r.stderr and "record 2" in r.stderr and "not a selection of" in r.stderr
+    assert r.returncode != 0 and str(ref) in r.stderr and "record 2" in r.stderr and "not a selection of it" in r.stderr
 
 
 # ----------------------------------------------------------------------------- ablations and dry run
