@@ -1,0 +1,202 @@
+"""ScienceWorld as AgentGym serves it, in process (the `scienceworld` package; needs Java >= 11 on PATH), plus a
+scripted expert that follows the simulator's gold action path.
+
+    from envs.sciworld import SciWorldEnv
+    env = SciWorldEnv()                      # starts a JVM (~5 s)
+    obs = env.reset(0)                       # task 0 = boil, variation 0
+    obs, score, done = env.step("Thought:\\n...\\n\\nAction:\\nopen door to kitchen")
+
+What AgentGym does (agentenv-sciworld, environment.py), and so what this file does:
+- task ids index a flat list of (task, variation): ScienceWorld's tasks in their own order, minus 5-1, 5-2
+  (grow plant/fruit), 9-1..9-3 (inclined planes) and 10-1, 10-2 (Mendelian genetics), each with all its
+  variations: 4639 tasks with scienceworld 1.2.3.
+- reset loads the variation without simplifications, takes "look around", and the first observation is the task
+  description, a newline, and that look-around text.
+- an action is the text after the first "Action:" of the turn, passed to the simulator as it is; an unknown one
+  gets the simulator's own answer ("No known action matches that input.").
+- the reward reported each round is the simulator's running score, 0..100 (negative when the agent does
+  something that fails the task, which also ends it); success is 100.
+"""
+
+INSTRUCTION = (  # AgentGym's SciWorld instruction prompt (agentenv/envs/sciworld.py), verbatim
+    "You are an agent for science world. Every round I will give you an observation, you have to respond an action "
+    "based on the observation to finish the given task. Here are the actions you may take: "
+    '[{"action": "open/close OBJ", "description": "open/close a container"}, '
+    '{"action": "de/activate OBJ", "description": "activate/deactivate a device"}, '
+    '{"action": "connect OBJ to OBJ", "description": "connect electrical components"}, '
+    '{"action": "disconnect OBJ", "description": "disconnect electrical components"}, '
+    '{"action": "use OBJ [on OBJ]", "description": "use a device/item"}, '
+    '{"action": "look around", "description": "describe the current room"}, '
+    '{"action": "look at OBJ", "description": "describe an object in detail"}, '
+    '{"action": "look in OBJ", "description": "describe a container\'s contents"}, '
+    '{"action": "read OBJ", "description": "read a note or book"}, '
+    '{"action": "move OBJ to OBJ", "description": "move an object to a container"}, '
+    '{"action": "pick up OBJ", "description": "move an object to the inventory"}, '
+    '{"action": "put down OBJ", "description": "drop an inventory item"}, '
+    '{"action": "pour OBJ into OBJ", "description": "pour a liquid into a container"}, '
+    '{"action": "dunk OBJ into OBJ", "description": "dunk a container into a liquid"}, '
+    '{"action": "mix OBJ", "description": "chemically mix a container"}, '
+    '{"action": "go to LOC", "description": "move to a new location"}, '
+    '{"action": "eat OBJ", "description": "eat a food"}, '
+    '{"action": "flush OBJ", "description": "flush a toilet"}, '
+    '{"action": "focus on OBJ", "description": "signal intent on a task object"}, '
+    '{"action": "wait", "description": "take no action for 10 iterations"}, '
+    '{"action": "wait1", "description": "take no action for 1 iteration"}, '
+    '{"action": "task", "description": "describe current task"}, '
+    '{"action": "inventory", "description": "list your inventory"}]\n'
+    "Your response should use the following format:\nThought:\nyour thoughts.\n\nAction:\nyour next action"
+)
+EXCLUDED = {"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"}  # left out by AgentGym
+
+
+def extract_action(text):
+    """AgentGym's client-side parsing: the text after the first "Action:" (or the whole turn), stripped.
+    Like their client, a trailing "</s>" is cut together with the character before it."""
+    if text.endswith("</s>"):
+        text = text[:-5]
+    parts = text.split("Action:")
+    return (parts[1] if len(parts) > 1 else parts[0]).strip()
+
+
+class SciWorldEnv:
+    name = "sciworld"
+    max_rounds = 30
+    ack = "OK. I'll follow your instructions and try my best to solve the task."
+
+    def __init__(self):
+        from scienceworld import ScienceWorldEnv
+        self.env = ScienceWorldEnv()  # default step limit (100 moves), as AgentGym's server
+        self.games = [(name, v) for key, name in self.env.tasks.items() if key not in EXCLUDED
+                      for v in range(self.env.get_max_variations(name))]
+        self.task_id, self.plan = None, None
+
+    def task_ids(self):
+        return range(len(self.games))
+
+    def instruction(self):
+        return INSTRUCTION
+
+    def reset(self, task_id, gold=False):
+        """gold=True also has the simulator work out its gold path (needed by the expert; slower to load)."""
+        if not 0 <= int(task_id) < len(self.games):
+            raise ValueError(f"sciworld: task id must be in [0, {len(self.games)}), got {task_id}")
+        self.task_id = int(task_id)
+        self.task_name, self.variation = self.games[self.task_id]
+        self.env.load(self.task_name, self.variation, "", generateGoldPath=gold)
+        self.gold = self.env.get_gold_action_sequence() if gold else None
+        self.history, self.score, self.done = [], 0, False
+        description = self.env.get_task_description()
+        look, _, _ = self._step("look around")
+        return description + "\n" + look
+
+    def _step(self, action):
+        """ScienceWorldEnv.step without the per-step extras (valid-action lists etc.) it computes but we never
+        use; same observation, score and completion rule."""
+        sim = self.env
+        obs = sim.server.step(action)
+        score = int(round(100 * sim.server.getScore()))
+        done = bool(sim.server.getCompleted()) or sim.get_num_moves() > sim.envStepLimit or score < 0
+        return obs, score, done
+
+    def step(self, text):
+        if self.task_id is None:
+            raise RuntimeError("sciworld: step() before reset()")
+        if self.done:
+            return "The task with environment has finished.", float(self.score), True
+        action = extract_action(text)
+        self.history.append(action)
+        obs, self.score, self.done = self._step(action)
+        return obs, float(self.score), self.done
+
+    # ---- expert: the simulator's gold path, shortened to fit AgentGym's 30 rounds, one action a round
+    def expert_action(self):
+        if getattr(self, "plan", None) is None or self.plan[0] != self.task_id:
+            history = self.history  # plan from the start, then replay what happened so far (deterministic)
+            self.plan = (self.task_id, self._make_plan())
+            self.reset(self.task_id)
+            for action in history:
+                self.step("Action: " + action)
+        plan, i = self.plan[1], len(self.history)  # assumes the episode so far followed the plan
+        return plan[i] if i < len(plan) else "look around"
+
+    def _make_plan(self):
+        """The gold path without its "look around"s (they only describe the room), and with long stretches of
+        waiting or of repeated temperature checks folded into "wait" (10 ticks); the folded plan is played once
+        and kept only if it still reaches 100."""
+        self.reset(self.task_id, gold=True)
+        plain = [a for a in self.gold if a != "look around"]
+        folded = fold_waits(plain)
+        if folded != plain:
+            self.reset(self.task_id)
+            for action in folded:
+                _, score, done = self._step(action)
+                if done:
+                    break
+            if score == 100:
+                return folded
+        return plain
+
+    def expert_turn(self):
+        action = self.expert_action()
+        return f"Thought:\n{thought(action, self.env.get_task_description())}\n\nAction:\n{action}"
+
+    def close(self):
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+def fold_waits(plan):
+    """Shorten a gold path: a run of n >= 10 "wait1" becomes n // 10 "wait" + n % 10 "wait1", and a run of
+    r >= 3 identical (examine X, use thermometer ... on X) pairs keeps its last pair and turns the others (one
+    tick each) into ceil(2 (r - 1) / 10) "wait"."""
+    out, i = [], 0
+    while i < len(plan):
+        a = plan[i]
+        if a == "wait1":
+            j = i
+            while j < len(plan) and plan[j] == "wait1":
+                j += 1
+            n = j - i
+            out += ["wait"] * (n // 10) + ["wait1"] * (n % 10) if n >= 10 else ["wait1"] * n
+            i = j
+            continue
+        if a.startswith("examine ") and i + 1 < len(plan) and plan[i + 1].startswith("use thermometer"):
+            pair, r = plan[i:i + 2], 0
+            while plan[i + 2 * r:i + 2 * r + 2] == pair:
+                r += 1
+            if r >= 3:
+                out += ["wait"] * -(-2 * (r - 1) // 10) + pair
+                i += 2 * r
+                continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def thought(action, task):
+    """A short reason for a gold-path action, from its verb."""
+    verb, _, rest = action.partition(" ")
+    task = task.split(".")[0].replace("Your task is to ", "").strip()
+    if action.startswith("go to "):
+        return f"To {task}, I need to be in the {action[6:]}; I will go there."
+    if action.startswith("open door to "):
+        return f"The door to the {action[13:]} is closed; I will open it so I can get through."
+    if action.startswith("focus on "):
+        return f"The {action[9:]} is what the task is about, so I will focus on it."
+    if action.startswith("pick up "):
+        return f"I need the {action[8:]} for this task, so I will pick it up."
+    if action.startswith("move "):
+        what, _, where = rest.partition(" to ")
+        return f"The {what} has to go into the {where} for the next step, so I will move it there."
+    if verb in ("activate", "deactivate"):
+        return f"Now I should {verb} the {rest} to move the task forward."
+    if action == "look around":
+        return "Let me look around to see what is here."
+    if verb.startswith("wait"):
+        return "The process needs time to take effect, so I will wait."
+    if verb in ("open", "close"):
+        return f"I will {verb} the {rest} to get at what I need."
+    if verb.isdigit():
+        return "The simulator asked which object I meant; I will pick the right option."
+    return f"To {task}, my next step is to {action}."
