@@ -47,7 +47,7 @@ parser.add_argument("--max-length", type=int, default=8192, help="tokens per tra
 # ---- model
 parser.add_argument("--model", required=True, help="local HF folder of the model to fine-tune (with tokenizer "
                     "and chat template)")
-parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                     help="compute dtype; master weights, optimizer state and gradient reduction stay fp32. "
                     "auto = bfloat16 on GPU, float32 on CPU")
 parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder")
@@ -94,7 +94,7 @@ master = rank == 0
 print0 = lambda *a, **k: print(*a, **k, flush=True) if master else None
 torch.manual_seed(args.seed)
 dtype = {"auto": torch.bfloat16 if use_cuda else torch.float32, "bfloat16": torch.bfloat16,
-         "float16": torch.float16, "float32": torch.float32}[args.dtype]
+         "float32": torch.float32}[args.dtype]
 if not os.path.isfile(os.path.join(args.model, "config.json")):
     raise SystemExit(f"--model {args.model}: not a model folder (no config.json); train.py loads local folders")
 
@@ -108,7 +108,10 @@ except RecordError as e:
     raise SystemExit(f"bad data: {e}")
 examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = [], [], 0, 0, 0, 0
 for rec in tqdm(records, desc="tokenize", disable=not master):
-    t = tokenize_record(rec, tokenizer, args.max_length)
+    try:
+        t = tokenize_record(rec, tokenizer, args.max_length)
+    except ValueError as e:  # RecordError too: a template that rewrites content, or no chat template at all
+        raise SystemExit(f"bad data: {args.data}: item_id {rec['item_id']!r}: {e}")
     ids, labels = trim_after_last_loss(t)
     n_cut_turns += t["n_cut_loss_turns"]
     n_truncated += t["n_tokens"] > len(t["input_ids"])
@@ -179,7 +182,6 @@ pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (toke
 config = AutoConfig.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 save_dtype = getattr(config, "dtype", None) or torch.float32  # the dtype the checkpoint came in, to save back in
 save_dtype = getattr(torch, save_dtype) if isinstance(save_dtype, str) else save_dtype
-config.use_cache = False
 # Every rank builds the model on the meta device (no memory); rank 0 alone reads the weights, which are
 # broadcast shard by shard after fully_shard (the pytorch/examples FSDP2 recipe).
 with torch.device("meta"):
@@ -229,6 +231,7 @@ def save_hf(path):
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if master:
         sd = {k: v.to(save_dtype) for k, v in sd.items()}
+        model.config.dtype = save_dtype  # the dtype of the saved weights, not of our fp32 master copy
         model.save_pretrained(path, state_dict=sd)
         tokenizer.save_pretrained(path)
         for name in ("generation_config.json",):
@@ -285,7 +288,7 @@ if master:
                    "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
                    "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
                    "n_params": n_params}, f, indent=2)
-    metrics = open(metrics_path, "a")
+    metrics = open(metrics_path, "a" if args.resume else "w")
 supports_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
 # ----------------------------------------------------------------------------- training loop
@@ -298,11 +301,13 @@ for step in range(start_step, total_steps):
     # all loss tokens, whatever the lengths or their split over ranks. Also the micro-batch count: every rank
     # must run as many forward/backward passes as the busiest one (FSDP's collectives are matched calls), so a
     # rank with fewer (the last, partial batch of an epoch) runs empty ones and can never hang the others.
-    n_loss = torch.tensor(sum(int((y != IGNORE_INDEX).sum()) for _, y, _ in micro), device=device)
+    counts = torch.tensor([sum(int((y != IGNORE_INDEX).sum()) for _, y, _ in micro),
+                           sum(x.size(0) for x, _, _ in micro)], device=device)
     n_micro = torch.tensor(len(micro), device=device)
-    dist.all_reduce(n_loss)
+    dist.all_reduce(counts)
     dist.all_reduce(n_micro, op=dist.ReduceOp.MAX)
-    n_loss = int(n_loss)
+    n_loss, n_traj = int(counts[0]), int(counts[1])
+    assert n_traj == min(args.batch_size, len(examples) - step % steps_per_epoch * args.batch_size), n_traj
     empty = (torch.full((1, 1), pad_id, device=device), torch.full((1, 1), IGNORE_INDEX, device=device), 0)
     micro += [empty] * (int(n_micro) - len(micro))
     loss_sum = torch.zeros((), device=device)
@@ -310,7 +315,8 @@ for step in range(start_step, total_steps):
         keep = y != IGNORE_INDEX
         # only the loss positions go through the LM head: with a 128k vocabulary the logits of all positions
         # would cost more memory than the rest of the step
-        logits = model(input_ids=x, logits_to_keep=keep).logits if supports_keep else model(input_ids=x).logits[keep]
+        logits = model(input_ids=x, use_cache=False, logits_to_keep=keep).logits if supports_keep else \
+            model(input_ids=x, use_cache=False).logits[keep]
         ce = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y[keep], reduction="sum")
         # FSDP averages gradients over ranks; multiply by world_size so the reduced gradient is the plain sum
         (ce * world_size / n_loss).backward()
