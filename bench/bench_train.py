@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,8 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Trai
                           TrainerCallback, TrainingArguments)
 
 work = tempfile.mkdtemp(prefix="bench_train_")
+import atexit  # noqa: E402
+atexit.register(shutil.rmtree, work, True)
 # ---- model
 if args.model is None:
     if os.path.exists(os.path.join(args.tokenizer, "tokenizer.json")):
