@@ -34,6 +34,7 @@ high-level action covers many primitive steps and the episode fits in AgentGym's
 import contextlib
 import copy
 import io
+import warnings
 from collections import deque
 
 import numpy as np
@@ -294,20 +295,28 @@ def _state_keys(u):
     return (pos, u.agent_dir, carry, grid), loose
 
 
-def _bot_suggest(bot):
-    """The bot's next action from where the agent is now. Unlike bot.replan() this skips the bot's bookkeeping
-    of "the agent just did X" (which plans to undo moves it did not suggest): we move the agent along AgentGym's
-    paths, not the bot's, and resynchronise the bot ourselves."""
+def _bot_step(bot, action_taken=None, after=True):
+    """BabyAIBot.replan() with a cap on its planning loop (on a few levels its subgoals hand control back and
+    forth forever). after=False skips the bot's bookkeeping of "the agent just did X" (which plans to undo
+    moves it did not suggest): used after we moved the agent along AgentGym's paths instead of the bot's."""
     bot._process_obs()
+    if after:
+        bot._check_erroneous_box_opening(action_taken)
     for subgoal in bot.stack:
         subgoal.update_agent_attributes()
+    if after and bot.stack:
+        bot.stack[-1].replan_after_action(action_taken)
     while bot.stack and bot.stack[-1].is_exploratory():
         bot.stack.pop()
     action = None
-    while bot.stack:
+    for _ in range(200):
+        if not bot.stack:
+            break
         action = bot.stack[-1].replan_before_action()
         if action is not None:
             break
+    else:
+        raise RuntimeError("BabyAIBot is going round in circles")
     if not bot.stack:
         action = bot.mission.unwrapped.actions.done
     bot._remember_current_state()
@@ -319,7 +328,7 @@ def _bot_rollout(env, bot, horizon):
     {loose key: step} of the states it passes through."""
     exact, loose = {}, {}
     try:
-        action = _bot_suggest(bot)
+        action = _bot_step(bot, after=False)
         for t in range(1, horizon + 1):
             if action is None or action == env.actions.done:
                 break
@@ -328,7 +337,7 @@ def _bot_rollout(env, bot, horizon):
             exact[e], loose[l] = t, t
             if terminated:
                 break
-            action = bot.replan(action)  # also lets the bot's subgoals register the step (pop a done pickup...)
+            action = _bot_step(bot, action)  # also lets the bot's subgoals register the step (pop a done pickup...)
     except Exception:  # the bot asserts on a few levels it cannot solve (KeyInBox, PutNext...Carrying)
         pass
     loose.pop(None, None)
@@ -356,7 +365,9 @@ class BabyAIEnv:
     def _level(self, name):
         if name not in self._levels:
             try:
-                self._levels[name] = self._gym.make(name).unwrapped
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._levels[name] = self._gym.make(name).unwrapped
             except self._gym.error.DeprecatedEnv:  # minigrid 3 renamed GoToObjS6-v0 to -v1 (same level)
                 self._levels[name] = self._gym.make(name.replace("-v0", "-v1")).unwrapped
         return self._levels[name]

@@ -14,6 +14,8 @@ What AgentGym does (agentenv-sciworld, environment.py), and so what this file do
   description, a newline, and that look-around text.
 - an action is the text after the first "Action:" of the turn, passed to the simulator as it is; an unknown one
   gets the simulator's own answer ("No known action matches that input.").
+- one change: the simulator lists a room's objects (the tab-indented lines) in an order that changes from one
+  load to the next, so the same task would not give the same text twice; we sort each run of such lines.
 - the reward reported each round is the simulator's running score, 0..100 (negative when the agent does
   something that fails the task, which also ends it); success is 100.
 """
@@ -87,7 +89,7 @@ class SciWorldEnv:
         self.history, self.score, self.done = [], 0, False
         description = self.env.get_task_description()
         look, _, _ = self._step("look around")
-        return description + "\n" + look
+        return description + "\n" + sort_listings(look)
 
     def _step(self, action):
         """ScienceWorldEnv.step without the per-step extras (valid-action lists etc.) it computes but we never
@@ -106,7 +108,7 @@ class SciWorldEnv:
         action = extract_action(text)
         self.history.append(action)
         obs, self.score, self.done = self._step(action)
-        return obs, float(self.score), self.done
+        return sort_listings(obs), float(self.score), self.done
 
     # ---- expert: the simulator's gold path, shortened to fit AgentGym's 30 rounds, one action a round
     def expert_action(self):
@@ -144,6 +146,18 @@ class SciWorldEnv:
         if self.env is not None:
             self.env.close()
             self.env = None
+
+
+def sort_listings(text):
+    """Sort each run of consecutive tab-indented lines (the simulator's object lists, in hash order)."""
+    out, run = [], []
+    for line in text.split("\n"):
+        if line.startswith("\t"):
+            run.append(line)
+            continue
+        out += sorted(run) + [line]
+        run = []
+    return "\n".join(out + sorted(run))
 
 
 def fold_waits(plan):

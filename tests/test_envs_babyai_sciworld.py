@@ -1,0 +1,166 @@
+"""Built-in BabyAI (minigrid) and SciWorld (scienceworld, needs java) environments and their scripted experts.
+
+    python -m pytest -q tests/test_envs_babyai_sciworld.py
+"""
+import re
+import shutil
+
+import pytest
+
+TURN = re.compile(r"^Thought:\n[^\n].*\n\nAction:\n[^\n]+$", re.S)
+
+
+# ---------------------------------------------------------------- BabyAI
+@pytest.fixture(scope="module")
+def babyai():
+    pytest.importorskip("minigrid")
+    from envs.babyai import BabyAIEnv
+    env = BabyAIEnv()
+    yield env
+    env.close()
+
+
+def test_babyai_tasks_and_prompt(babyai):
+    from envs.babyai import LEVELS
+    assert babyai.max_rounds == 20 and len(LEVELS) == 40
+    assert len(babyai.task_ids()) == 1600
+    assert babyai.instruction().startswith("You are an exploration master")
+    assert babyai.instruction().endswith("Thought:\n<Your Thought>\n\nAction:\n<Your Action>")
+
+
+def test_babyai_reset_is_deterministic(babyai):
+    from envs.babyai import BabyAIEnv
+    first = babyai.reset(47)
+    babyai.reset(3)  # something else in between
+    assert babyai.reset(47) == first
+    other = BabyAIEnv()
+    assert other.reset(47) == first  # and across instances
+    assert babyai.reset(7) != first
+    assert first.startswith("Your goal: ") and re.search(r'\nAvailable actions: \["turn left", "turn right", .*"check '
+                                                         r'available actions"\]$', first)
+
+
+def test_babyai_known_episode(babyai):
+    """Task 0 = GoToRedBallGrey, seed 0: agent at (6, 5) facing west, red ball at (2, 2)."""
+    obs = babyai.reset(0)
+    assert obs.startswith("Your goal: go to the red ball\nIn front of you in this room, you can see several objects: ")
+    # (2, 2) - (6, 5) = (-4, -3): 4 ahead when facing west, and 3 to the right (north)
+    assert "There is a red ball 1 4 steps in front of you and 3 steps to your right.  " in obs
+    assert "You are facing a wall 6 steps away. You are not carrying anything.\nAvailable actions: [" in obs
+    assert '"go to red ball 1"' in obs and '"pickup red ball 1"' in obs
+    u = babyai.env
+    obs, reward, done = babyai.step("Thought:\nThe red ball is in view.\n\nAction:\ngo to red ball 1")
+    assert done and "\n The task is completed.\nAvailable actions: [" in obs
+    front = (u.agent_pos[0] + u.dir_vec[0], u.agent_pos[1] + u.dir_vec[1])
+    assert u.grid.get(*front).type == "ball" and u.grid.get(*front).color == "red"
+    assert reward == pytest.approx(1 - 0.9 * u.step_count / u.max_steps) and reward > 0.5
+
+
+def test_babyai_turns_and_bad_actions(babyai):
+    babyai.reset(0)
+    u = babyai.env
+    d, steps = u.agent_dir, u.step_count
+    obs, reward, done = babyai.step("Action: turn left")
+    assert u.agent_dir == (d - 1) % 4 and u.step_count == steps + 1 and not done and reward == 0
+    steps = u.step_count
+    for text, expected in [
+        ("Thought: I fly.\nAction: fly away", "The action is not recognized. Please check valid actions."),
+        ("Action: pick up red ball 1", "The action is not recognized. Please check valid actions."),  # AgentGym: "pickup"
+        ("Action:", "No change in state."),
+        ("Action: drop", "You cannot drop the object, as you are not carrying anything."),
+        ("no action at all, just words", "The action is not recognized. Please check valid actions."),
+        ("Action: check available actions", "You can take the following actions: turn left, turn right, "),
+    ]:
+        obs, reward, done = babyai.step(text)
+        assert obs.startswith(expected), (text, obs)
+        assert "\nAvailable actions: [" in obs and reward == 0 and not done
+    assert u.step_count == steps  # none of them moved the agent
+
+
+def test_babyai_expert_turns_are_valid_actions(babyai):
+    obs = babyai.reset(41)
+    for _ in range(babyai.max_rounds):
+        turn = babyai.expert_turn()
+        assert TURN.match(turn), turn
+        action = turn.split("Action:\n")[1]
+        assert f'"{action}"' in obs.rsplit("Available actions: ", 1)[1]  # offered by the env right now
+        obs, reward, done = babyai.step(turn)
+        if done:
+            break
+    assert done and reward > 0.5
+
+
+# Levels (task_id % 40) whose tasks the expert solves within 20 rounds (bench/ numbers in the report);
+# one seed of each keeps this test near 30 s.
+BABYAI_TEST_LEVELS = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 24, 29, 30, 32, 34, 37]
+
+
+def test_babyai_expert_success(babyai):
+    tasks = [80 + level for level in BABYAI_TEST_LEVELS]  # seed 2 of each level
+    failed = []
+    for task in tasks:
+        babyai.reset(task)
+        for _ in range(babyai.max_rounds):
+            obs, reward, done = babyai.step(babyai.expert_turn())
+            if done:
+                break
+        if not (done and reward > 0):
+            failed.append((task, babyai.level, reward))
+    assert len(failed) <= 0.05 * len(tasks), failed
+
+
+# ---------------------------------------------------------------- SciWorld
+@pytest.fixture(scope="module")
+def sciworld():
+    if shutil.which("java") is None:
+        pytest.skip("scienceworld needs java on PATH")
+    pytest.importorskip("scienceworld")
+    from envs.sciworld import SciWorldEnv
+    env = SciWorldEnv()
+    yield env
+    env.close()
+
+
+def test_sciworld_tasks_and_reset(sciworld):
+    # AgentGym's list: all ScienceWorld tasks but 5-*, 9-*, 10-*, every variation
+    assert len(sciworld.task_ids()) == 4639 and sciworld.games[0] == ("boil", 0)
+    assert sciworld.max_rounds == 30 and sciworld.instruction().startswith("You are an agent for science world.")
+    first = sciworld.reset(3237)
+    assert sciworld.reset(3237) == first and sciworld.reset(3236) != first
+    description, look = first.split("\n", 1)
+    assert description.startswith("Your task is to find a(n) non-living thing.")
+    assert look.startswith("This room is called the ")
+
+
+def test_sciworld_steps_and_bad_actions(sciworld):
+    sciworld.reset(0)  # boil, variation 0: the agent starts in the hallway
+    obs, score, done = sciworld.step("Thought:\nThe kitchen is next door.\n\nAction:\nopen door to kitchen")
+    assert obs == "The door is now open." and score == 0 and not done
+    for text in ["Action: fly to the moon", "just words", "Action:"]:
+        obs, score, done = sciworld.step(text)
+        assert obs == "No known action matches that input." and score == 0 and not done
+    obs, score, done = sciworld.step("Action: go to kitchen")
+    assert obs.startswith("You move to the kitchen.")
+
+
+def test_sciworld_expert_success(sciworld):
+    """Short tasks of five kinds (find, paint, lifespan, power, find living thing)."""
+    tasks, failed = [3236, 4169, 4240, 1396, 2937], []
+    for task in tasks:
+        sciworld.reset(task)
+        for _ in range(sciworld.max_rounds):
+            turn = sciworld.expert_turn()
+            assert TURN.match(turn), turn
+            obs, score, done = sciworld.step(turn)
+            if done:
+                break
+        if score != 100:
+            failed.append((task, sciworld.task_name, score))
+    assert not failed, failed
+
+
+def test_sciworld_fold_waits():
+    from envs.sciworld import fold_waits
+    pair = ["examine water", "use thermometer in inventory on water"]
+    plan = ["go to kitchen"] + ["wait1"] * 23 + pair * 4 + ["wait1"] * 3
+    assert fold_waits(plan) == ["go to kitchen", "wait", "wait"] + ["wait1"] * 3 + ["wait"] + pair + ["wait1"] * 3
