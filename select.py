@@ -1,4 +1,4 @@
-"""Critical-step selection with an oracle LLM (ATLaS, paper §3.2 and Appendix D.1).
+r"""Critical-step selection with an oracle LLM (ATLaS, paper §3.2 and Appendix D.1).
 
 The oracle (GPT-4o in the paper) reads each expert trajectory, every turn labelled `conversation[i] (role)`,
 summarises a high-level plan, and names at most k = max(1, floor(m * T)) of the T steps (gpt turns with loss true)
@@ -10,12 +10,14 @@ critical steps, so any trainer that honours AgentGym's `loss` flag trains ATLaS.
     export OPENAI_API_KEY=...
     python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --dry-run
     python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --ratio 0.3 --concurrency 16
-    # any OpenAI-compatible server (vLLM, llama.cpp server); small local models answer reliably only in JSON
-    python select.py --input x.jsonl --output y.jsonl --base-url http://localhost:8000/v1 \\
+    # any OpenAI-compatible server; small local models answer reliably only in (schema-constrained) JSON
+    vllm serve Qwen/Qwen2.5-72B-Instruct --tensor-parallel-size 4       # or llama.cpp's llama-server
+    python select.py --input x.jsonl --output y.jsonl --base-url http://localhost:8000/v1 \
         --model Qwen/Qwen2.5-72B-Instruct --response-format json
+    # python -m llama_cpp.server takes the schema in its own form: --response-format json_object
     # ablations: random steps at the same budget (Table 3), the steps ATLaS did not pick (Table 2)
     python select.py --input data/agenttraj_l.json --output out/random30.jsonl --method random --ratio 0.3
-    python select.py --input data/agenttraj_l.json --output out/noncritical.jsonl --method complement \\
+    python select.py --input data/agenttraj_l.json --output out/noncritical.jsonl --method complement \
         --reference out/atlas.jsonl
 
 Never losing work, never paying twice: records are appended and flushed one by one; a rerun of the same command
@@ -137,7 +139,7 @@ def build_prompt(rec, budget, response_format="text"):
     conversation with every turn labelled `conversation[i] (role): text`."""
     steps = trajectory.step_indices(rec)
     turns = "\n".join(f"conversation[{i}] ({t['from']}): {t['value']}" for i, t in enumerate(rec["conversations"]))
-    answer = ANSWER_JSON if response_format == "json" else ANSWER_TEXT
+    answer = ANSWER_TEXT if response_format == "text" else ANSWER_JSON
     how = HOW_TEXT if response_format == "text" else ""
     return (DEFINITION.format(budget=budget) + "\n" + answer +
             CONVERSATION.format(turns=turns, steps=", ".join(map(str, steps)), how=how))
@@ -308,6 +310,8 @@ def complete(client, args, prompt):
               max_tokens=args.max_tokens)
     if args.response_format == "json":
         kw["response_format"] = JSON_SCHEMA
+    elif args.response_format == "json_object":  # llama-cpp-python's server: the schema beside the type
+        kw["response_format"] = {"type": "json_object", "schema": JSON_SCHEMA["json_schema"]["schema"]}
     for attempt in range(args.max_retries + 1):
         try:
             return client.chat.completions.create(**kw), attempt + 1
@@ -329,7 +333,7 @@ def select_oracle(client, args, rec):
     steps = trajectory.step_indices(rec)
     k = trajectory.budget(len(steps), args.ratio)
     prompt = build_prompt(rec, k, args.response_format)
-    parse = parse_json_answer if args.response_format == "json" else parse_text_answer
+    parse = parse_text_answer if args.response_format == "text" else parse_json_answer
     usage, requests, problem = {"prompt_tokens": 0, "completion_tokens": 0}, 0, None
     for _ in range(args.parse_retries + 1):
         try:
@@ -399,8 +403,10 @@ def get_args(argv=None):
     p.add_argument("--model", default="gpt-4o", help="oracle model name on the server (paper: GPT-4o)")
     p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 for vLLM "
                    "(default: OpenAI; the key comes from OPENAI_API_KEY)")
-    p.add_argument("--response-format", choices=["text", "json"], default="text",
-                   help="text: the paper's free-text answer; json: structured output {plan, critical_steps}")
+    p.add_argument("--response-format", choices=["text", "json", "json_object"], default="text",
+                   help="text: the paper's free-text answer; json: structured output {plan, critical_steps} as an "
+                   "OpenAI json_schema (OpenAI, vLLM, llama.cpp's llama-server); json_object: the same schema as "
+                   "{type: json_object, schema} (python -m llama_cpp.server)")
     p.add_argument("--max-tokens", type=int, default=1024, help="answer length limit per request")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before a request is abandoned and retried")

@@ -4,7 +4,8 @@ Serves POST /v1/chat/completions with the standard library only. It reads select
 conversation, the selectable steps and the budget), picks steps deterministically from the trajectory's first
 turn (so a test can recompute "the answer the server gave" for any record with `scripted_answer`), and writes
 the answer the way GPT-4o does: the paper's free-text format in a few styles, or the structured-output JSON when
-the request carries a json_schema response_format. Faults can be injected per item and attempt.
+the request carries a response_format with a schema (OpenAI's json_schema, or llama-cpp-python's json_object +
+schema; one without its schema is refused with 400). Faults can be injected per item and attempt.
 
     python tests/oracle_server.py --port 8011 --latency 0.2                 # the benchmark's server
     curl http://127.0.0.1:8011/stats     # requests served, first arrival and the time of every answer (unix)
@@ -219,7 +220,11 @@ class Handler(BaseHTTPRequestHandler):
         if parsed is None:
             return self._error(400, "the test server only answers select.py's prompt", "invalid_request_error")
         first, steps, k = parsed
-        json_mode = (body.get("response_format") or {}).get("type") == "json_schema"
+        fmt = body.get("response_format") or {}
+        json_mode = fmt.get("type") in ("json_schema", "json_object") and fmt.get("type")
+        schema = (fmt.get("json_schema") or {}).get("schema") if json_mode == "json_schema" else fmt.get("schema")
+        if json_mode and not (schema or {}).get("properties", {}).get("critical_steps"):
+            return self._error(400, f"response_format {fmt.get('type')} without its schema", "invalid_request_error")
         with srv.lock:
             srv.first_arrival = srv.first_arrival or time.time()
             attempt = srv.attempts.get(first, 0)

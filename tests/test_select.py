@@ -230,16 +230,17 @@ def test_faults_are_retried_and_failures_rerun(server, tmp_path):
     assert read_out(str(out) + ".errors.jsonl") == []
 
 
-def test_json_response_format(server, tmp_path):
+@pytest.mark.parametrize("fmt,kind", [("json", "json_schema"), ("json_object", "json_object")])
+def test_json_response_format(server, tmp_path, fmt, kind):
     recs = make_records(6, seed=4)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_jsonl(inp, recs)
-    r = run_select("--input", inp, "--output", out, "--base-url", server.url, "--response-format", "json")
+    r = run_select("--input", inp, "--output", out, "--base-url", server.url, "--response-format", fmt)
     assert r.returncode == 0, r.stderr
-    assert [e[3] for e in server.log] == [True] * 6  # the request carried the json_schema response_format
+    assert [e[3] for e in server.log] == [kind] * 6  # the request carried the response_format and its schema
     for o, rec in zip(sorted(read_out(out), key=lambda o: o["item_id"]), sorted(recs, key=lambda r: r["item_id"])):
         crit, cats = scripted_answer(rec)
-        assert o["critical_steps"] == sorted(crit) and o["selection"]["response_format"] == "json"
+        assert o["critical_steps"] == sorted(crit) and o["selection"]["response_format"] == fmt
         assert {x["index"]: x["category"] for x in o["selection"]["reasons"]} == cats
         assert o["selection"]["plan"] == "Find the target, then act on it."
 
