@@ -121,17 +121,25 @@ CATEGORY_PHRASES = [
     (r"(?:critical|pivotal|key|decisive)[\s-]+actions?", "Critical Action"),
     (r"self[\s-]*correct(?:ion|ing)|recall(?:s|ing)?|reflection", "Self Correction"),
 ]
-JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "critical_steps", "strict": True, "schema": {
-    "type": "object", "additionalProperties": False, "required": ["plan", "critical_steps"],
-    "properties": {"plan": {"type": "string"}, "critical_steps": {"type": "array", "items": {
-        "type": "object", "additionalProperties": False, "required": ["index", "category", "reason"],
-        "properties": {"index": {"type": "integer"}, "category": {"type": "string", "enum": CATEGORIES},
-                       "reason": {"type": "string"}}}}}}}}
 # USD per 1M (input, output) tokens, OpenAI list prices (standard tier, checked 2024-11; the Batch API halves
 # them). --price overrides; other models need --price for a cost estimate.
 PRICES = {"gpt-4o": (2.50, 10.00), "gpt-4o-2024-08-06": (2.50, 10.00), "gpt-4o-2024-11-20": (2.50, 10.00),
           "gpt-4o-2024-05-13": (5.00, 15.00), "gpt-4o-mini": (0.15, 0.60)}
 SECRETS = []  # the API key, so that redact() can scrub it from every message we print or write
+
+
+def response_format_for(steps, kind):
+    """The structured-output request: {plan, critical_steps: [{index, category, reason}]} with `index` limited to
+    this trajectory's steps, so a constrained decoder (vLLM, llama.cpp) can only name steps. "json" is OpenAI's
+    json_schema form; "json_object" is the {type, schema} form of python -m llama_cpp.server."""
+    step = {"type": "object", "additionalProperties": False, "required": ["index", "category", "reason"],
+            "properties": {"index": {"type": "integer", "enum": list(steps)},
+                           "category": {"type": "string", "enum": CATEGORIES}, "reason": {"type": "string"}}}
+    schema = {"type": "object", "additionalProperties": False, "required": ["plan", "critical_steps"],
+              "properties": {"plan": {"type": "string"}, "critical_steps": {"type": "array", "items": step}}}
+    if kind == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "critical_steps", "strict": True, "schema": schema}}
 
 
 def build_prompt(rec, budget, response_format="text"):
@@ -302,16 +310,14 @@ def backoff_delay(attempt, err, base):
     return min(delay, 120.0)
 
 
-def complete(client, args, prompt):
+def complete(client, args, prompt, steps):
     """One chat completion, retried with backoff on 429, 5xx, timeouts and dropped connections.
     Returns (response, number of HTTP requests made)."""
     import openai
     kw = dict(model=args.model, messages=[{"role": "user", "content": prompt}], temperature=0,
               max_tokens=args.max_tokens)
-    if args.response_format == "json":
-        kw["response_format"] = JSON_SCHEMA
-    elif args.response_format == "json_object":  # llama-cpp-python's server: the schema beside the type
-        kw["response_format"] = {"type": "json_object", "schema": JSON_SCHEMA["json_schema"]["schema"]}
+    if args.response_format != "text":
+        kw["response_format"] = response_format_for(steps, args.response_format)
     for attempt in range(args.max_retries + 1):
         try:
             return client.chat.completions.create(**kw), attempt + 1
@@ -337,7 +343,7 @@ def select_oracle(client, args, rec):
     usage, requests, problem = {"prompt_tokens": 0, "completion_tokens": 0}, 0, None
     for _ in range(args.parse_retries + 1):
         try:
-            resp, n = complete(client, args, prompt)
+            resp, n = complete(client, args, prompt, steps)
         except ItemError as e:
             raise ItemError(f"{e}" + (f" (after {requests} earlier requests)" if requests else ""), usage) from None
         requests += n

@@ -223,8 +223,11 @@ class Handler(BaseHTTPRequestHandler):
         fmt = body.get("response_format") or {}
         json_mode = fmt.get("type") in ("json_schema", "json_object") and fmt.get("type")
         schema = (fmt.get("json_schema") or {}).get("schema") if json_mode == "json_schema" else fmt.get("schema")
-        if json_mode and not (schema or {}).get("properties", {}).get("critical_steps"):
-            return self._error(400, f"response_format {fmt.get('type')} without its schema", "invalid_request_error")
+        if json_mode:
+            index = ((schema or {}).get("properties", {}).get("critical_steps") or {}).get("items", {})
+            if index.get("properties", {}).get("index", {}).get("enum") != steps:
+                return self._error(400, f"response_format {fmt.get('type')} without a schema whose indices are "
+                                        f"the steps", "invalid_request_error")
         with srv.lock:
             srv.first_arrival = srv.first_arrival or time.time()
             attempt = srv.attempts.get(first, 0)
