@@ -52,6 +52,12 @@ LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
     "BabyAI-MoveTwoAcrossS8N9-v0", "BabyAI-SynthS5R2-v0", "BabyAI-SynthLoc-v0", "BabyAI-SynthSeq-v0",
     "BabyAI-MiniBossLevel-v0", "BabyAI-BossLevel-v0", "BabyAI-BossLevelNoUnlock-v0",
 ]
+# Levels (task_id % 40) on which the expert solved every task of seeds 1-10 within the 20 rounds (160/160).
+# Over all 40 levels it solves 78 % (308/393). The others fail because their bot plans need more than 20 of
+# AgentGym's high-level actions (Unlock, KeyCorridor, Boss levels...), because AgentGym's actions cannot toggle
+# a box (KeyInBox: 0 %), or because minigrid's strict "Debug" verifier fails a sequenced mission the moment the
+# first door opens (OpenDoorsOrderN4Debug). Use these levels where expert success matters (test splits).
+RELIABLE_LEVELS = (0, 1, 2, 3, 4, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 29)
 SEEDS_PER_LEVEL = 40  # task_ids() = range(40 * 40); larger ids work too (seed = id // 40)
 
 INSTRUCTION = (  # AgentGym's BabyAI instruction prompt (agentenv/envs/babyai.py), verbatim
@@ -286,13 +292,41 @@ def _state_keys(u):
     """Exact key (position, heading, carried object, grid) and a looser one for when the agent faces an object:
     two states facing the same door/key/ball/box in the same grid are equally far along for the expert, even if
     the agent stands on another side of it (AgentGym's search and the bot's break ties differently)."""
-    grid = u.grid.encode().tobytes()
+    # the grid's changeable part: every non-wall cell's object and door state (much cheaper than grid.encode())
+    grid = tuple((i, c.type, c.color, getattr(c, "is_open", None), getattr(c, "is_locked", None))
+                 for i, c in enumerate(u.grid.grid) if c is not None and c.type != "wall")
     carry = (u.carrying.type, u.carrying.color) if u.carrying else None
     pos = (int(u.agent_pos[0]), int(u.agent_pos[1]))
     front = (pos[0] + DIR_TO_VEC[u.agent_dir][0], pos[1] + DIR_TO_VEC[u.agent_dir][1])
     cell = u.grid.get(*front) if 0 <= front[0] < u.width and 0 <= front[1] < u.height else None
     loose = (front, carry, grid) if cell is not None and cell.type in ("door", "key", "ball", "box") else None
     return (pos, u.agent_dir, carry, grid), loose
+
+
+def _instr_nodes(instr):
+    yield instr
+    for sub in (getattr(instr, "instr_a", None), getattr(instr, "instr_b", None)):
+        if sub is not None:
+            yield from _instr_nodes(sub)
+
+
+def try_primitives(env, steps):
+    """Outcome of running `steps` from the current state, leaving the env as it was: (reward, terminated,
+    state keys). Moves and turns only change the agent and the instruction's progress flags, so those are
+    saved and put back; anything that picks up, drops or toggles runs on a copy instead."""
+    u = env.unwrapped
+    if any(a not in (LEFT, RIGHT, FORWARD) for a in steps):
+        sim = copy.deepcopy(u)
+        reward, terminated = run_primitives(sim, steps)
+        return reward, terminated, _state_keys(sim)
+    saved = (u.agent_pos, u.agent_dir, u.step_count, [(n, dict(n.__dict__)) for n in _instr_nodes(u.instrs)])
+    reward, terminated = run_primitives(u, steps)
+    keys = _state_keys(u)
+    u.agent_pos, u.agent_dir, u.step_count, nodes = saved
+    for node, attrs in nodes:
+        node.__dict__.clear()
+        node.__dict__.update(attrs)
+    return reward, terminated, keys
 
 
 def _bot_step(bot, action_taken=None, after=True):
@@ -437,19 +471,18 @@ class BabyAIEnv:
     def expert_action(self):
         """The high-level action that advances furthest along the bot's plan (or finishes the task)."""
         self._sync_plan()
+        outcomes = {name: try_primitives(self.env, steps) for name, steps in self.actions.items()
+                    if name != "check available actions"}
+        # the bot reaches a state about as fast as AgentGym's paths do, so a short rollout covers every candidate
+        longest = max(len(self.actions[name]) for name in outcomes)
         sim_env, sim_bot = copy.deepcopy(self._plan[:2])
-        exact, loose = _bot_rollout(sim_env, sim_bot, self.HORIZON)
+        exact, loose = _bot_rollout(sim_env, sim_bot, min(self.HORIZON, 2 * longest + 10))
         best, best_score = None, (0, False, 0)
-        for name, steps in self.actions.items():
-            if name == "check available actions":
-                continue
-            sim = copy.deepcopy(self.env)
-            reward, terminated = run_primitives(sim, steps)
-            e, l = _state_keys(sim)
+        for name, (reward, terminated, (e, l)) in outcomes.items():
             progress = max(exact.get(e, 0), loose.get(l, 0))
             if terminated and reward > 0.5:
                 progress = 10 ** 9  # finishes the task now
-            score = (progress, e in exact, -len(steps))
+            score = (progress, e in exact, -len(self.actions[name]))
             if progress > 0 and score > best_score:
                 best, best_score = name, score
         if best is None:  # nothing lands on the bot's path (e.g. it would toggle a box): look around

@@ -122,21 +122,28 @@ class SciWorldEnv:
         return plan[i] if i < len(plan) else "look around"
 
     def _make_plan(self):
-        """The gold path without its "look around"s (they only describe the room), and with long stretches of
-        waiting or of repeated temperature checks folded into "wait" (10 ticks); the folded plan is played once
-        and kept only if it still reaches 100."""
+        """The gold path without its "look around"s (they only describe the room). If that is longer than the
+        30 rounds, shorter versions are tried in turn, each kept only if playing it still scores 100: long waits
+        and repeated temperature checks folded into "wait" (10 ticks), then immediately repeated blocks of
+        actions dropped, then the "examine X" checks dropped."""
         self.reset(self.task_id, gold=True)
-        plain = [a for a in self.gold if a != "look around"]
-        folded = fold_waits(plain)
-        if folded != plain:
-            self.reset(self.task_id)
-            for action in folded:
-                _, score, done = self._step(action)
-                if done:
-                    break
-            if score == 100:
-                return folded
-        return plain
+        plan = [a for a in self.gold if a != "look around"]
+        for shorten in (fold_waits, drop_repeats, drop_examines):
+            if len(plan) <= self.max_rounds:
+                break
+            shorter = shorten(plan)
+            if shorter != plan and self._scores_100(shorter):
+                plan = shorter
+        return plan
+
+    def _scores_100(self, plan):
+        self.reset(self.task_id)
+        score = 0
+        for action in plan:
+            _, score, done = self._step(action)
+            if done:
+                break
+        return score == 100
 
     def expert_turn(self):
         action = self.expert_action()
@@ -186,6 +193,23 @@ def fold_waits(plan):
         out.append(a)
         i += 1
     return out
+
+
+def drop_repeats(plan):
+    """Drop a block of 1-4 actions that repeats the block just before it (the gold path sometimes fills a pot
+    at a sink twice)."""
+    out = []
+    for a in plan:
+        out.append(a)
+        for n in (4, 3, 2):
+            if len(out) >= 2 * n and out[-n:] == out[-2 * n:-n] and not any(x.startswith("wait") for x in out[-n:]):
+                del out[-n:]
+                break
+    return out
+
+
+def drop_examines(plan):
+    return [a for a in plan if not a.startswith("examine ")]
 
 
 def thought(action, task):

@@ -56,6 +56,18 @@ def test_babyai_known_episode(babyai):
     assert reward == pytest.approx(1 - 0.9 * u.step_count / u.max_steps) and reward > 0.5
 
 
+def test_babyai_late_success_keeps_episode_open(babyai):
+    """AgentGym ends an episode only when minigrid's reward is > 0.5, and reports the sum of per-round rewards."""
+    babyai.reset(0)
+    for _ in range(40):  # 40 of the level's 64 steps: a success now pays 1 - 0.9 * 41+ / 64 < 0.5
+        babyai.step("Action: turn left")
+    obs, reward, done = babyai.step("Action: go to red ball 1")
+    late = 1 - 0.9 * babyai.env.step_count / babyai.env.max_steps
+    assert "The task is completed." in obs and not done and 0 < late <= 0.5 and reward == pytest.approx(late)
+    obs, reward, done = babyai.step("Action: dance")  # AgentGym adds the last reward again each round
+    assert reward == pytest.approx(2 * late) and not done
+
+
 def test_babyai_turns_and_bad_actions(babyai):
     babyai.reset(0)
     u = babyai.env
@@ -90,13 +102,10 @@ def test_babyai_expert_turns_are_valid_actions(babyai):
     assert done and reward > 0.5
 
 
-# Levels (task_id % 40) whose tasks the expert solves within 20 rounds (bench/ numbers in the report);
-# one seed of each keeps this test near 30 s.
-BABYAI_TEST_LEVELS = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 24, 29, 30, 32, 34, 37]
-
-
 def test_babyai_expert_success(babyai):
-    tasks = [80 + level for level in BABYAI_TEST_LEVELS]  # seed 2 of each level
+    """Seeds 11 and 12 of every reliable level (seeds 1-10 were used to pick them): at most 5 % may fail."""
+    from envs.babyai import RELIABLE_LEVELS
+    tasks = [seed * 40 + level for seed in (11, 12) for level in RELIABLE_LEVELS]
     failed = []
     for task in tasks:
         babyai.reset(task)
