@@ -505,32 +505,60 @@ class BabyAIEnv:
         action = self.expert_action()
         return f"Thought:\n{self._thought(action)}\n\nAction:\n{action}"
 
+    def _intent(self):
+        """What the bot is working towards right now, in words (from its subgoal stack), or None."""
+        if self._plan is None:
+            return None
+        for subgoal in reversed(self._plan[1].stack):
+            kind, datum, reason = type(subgoal).__name__, subgoal.datum, subgoal.reason
+            if kind == "ExploreSubgoal" or reason == "Explore":
+                continue
+            if kind == "GoNextToSubgoal":
+                if hasattr(datum, "type"):  # an object description or the object itself
+                    name = " ".join(w for w in (datum.color, datum.type) if w)
+                    if reason == "PutNext":
+                        return f"get next to the {name} to put down what I carry"
+                    if reason == "Open":
+                        return f"reach the {name} and open it"
+                    return f"get to the {name}"
+                return None  # a free cell: where to drop something or step aside
+            if kind == "PickupSubgoal":
+                return "pick up the object in front of me"
+            if kind == "DropSubgoal":
+                return "put down what I carry"
+            if kind in ("OpenSubgoal", "CloseSubgoal"):
+                return "deal with the door in front of me"
+        return None
+
     def _thought(self, action):
-        goal = self.goal
+        goal, intent = self.goal, self._intent()
         carrying = self.env.carrying
         if action.startswith("pickup "):
             obj = action[len("pickup "):].rsplit(" ", 1)[0]
-            if obj.split(" ")[-1] in goal and obj.split(" ")[0] in goal:
-                return f"The {obj} my goal mentions is in view, so I will pick it up."
-            return f"I need the {obj} to get on with my goal ({goal}), so I will pick it up."
+            if all(w in goal for w in obj.split(" ")):
+                return f"The {obj} my goal mentions is within reach, so I will pick it up."
+            return f"I need the {obj} out of the way or in hand before I can {goal}, so I will pick it up."
         if action.startswith("go to "):
             obj = action[len("go to "):].rsplit(" ", 1)[0]
-            return f"To {goal}, I should go next to the {obj} I can see."
+            if all(w in goal for w in obj.split(" ") if w not in ("open", "closed", "locked")):
+                return f"My goal is to {goal}. I can see the {obj}, so I will go to it."
+            return f"My goal is to {goal}. Going to the {obj} I can see gets me closer to that."
         if action.startswith("toggle and go through "):
             door = action[len("toggle and go through "):].rsplit(" ", 1)[0]
             why = " with the key I carry" if "locked" in door else ""
-            return f"The {door} leads where I need to go; I will open it{why} and walk through."
+            return f"What I need lies beyond the {door}; I will open it{why} and walk through."
         if action.startswith("go through "):
             door = action[len("go through "):].rsplit(" ", 1)[0]
             return f"I will go through the {door} to reach the next room."
         if action == "toggle":
-            return "There is a door right in front of me; I will toggle it."
+            return f"The door in front of me has to be opened to {goal}; I will toggle it."
         if action == "drop":
             what = f"{carrying.color} {carrying.type}" if carrying else "object"
-            return f"I will put the {what} down here, in front of me."
+            return f"This is a good place for the {what}; I will put it down in front of me."
+        why = f"I need to {intent}" if intent else f"I have not found what I need to {goal} yet"
         if action == "move forward":
-            return f"The way ahead is clear; moving forward brings me closer to what I need for my goal ({goal})."
-        return f"What I need is not where I am facing, so I will {action} to look for it."
+            return f"{why}, and the way ahead is clear, so I will move forward."
+        return f"{why}, so I will {action} to face the right way."
 
     def close(self):
         for env in self._levels.values():
