@@ -33,14 +33,15 @@ def load_test_ids(name):
     return [int(x) for x in open(path) if x.strip()]
 
 
-# SciWorld steps cost ~0.15 s in Java and its gold paths are long: the CI checks a fixed subset of its test ids.
-SUBSET = {"sciworld": 6}
+# BabyAI's expert plans with BabyAIBot (~2-4 s an episode) and SciWorld runs Java with long gold paths, so the
+# CI checks a fixed spread of their test ids (every 5th); the full sets are measured by evaluate.py (data/README).
+STRIDE = {"babyai": 5, "sciworld": 5}
 
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_expert_solves_test_tasks(name):
     needs(name)
-    ids = load_test_ids(name)[:SUBSET.get(name)]
+    ids = load_test_ids(name)[::STRIDE.get(name, 1)]
     results = list(run_episodes(lambda: make_env(name), ExpertPolicy(), [{"task_id": i} for i in ids],
                                 concurrency=4))
     assert len(results) == len(ids)
@@ -145,7 +146,7 @@ def test_http_server_gives_identical_episodes():
         def __call__(self, convs, envs, temperature=None):
             return [self.turns.pop(0) for _ in convs]
 
-    tasks = {"maze": [0, 16, 24, 40, 900], "wordle": [0, 5, 11], "babyai": [0, 1, 7, 22, 39], "sciworld": [0]}
+    tasks = {"maze": [0, 16, 24, 40, 900], "wordle": [0, 5, 11], "babyai": [7, 21], "sciworld": [0]}
     for name in BUILTIN:
         try:
             needs(name)
