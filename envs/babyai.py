@@ -26,10 +26,15 @@ What AgentGym does (agentenv-babyai, environment.py), and so what this file does
 - invalid actions get AgentGym's error text ("The action is not recognized. Please check valid actions." or a
   specific reason) and cost a round; the text after the first "Action:" is the action, as in AgentGym's client.
 
-The expert: minigrid's BabyAIBot plans primitive actions with full knowledge of its own memory of the map. At
-each round we roll the bot out on a copy of the level, simulate every available high-level action on other
-copies, and pick the one that lands furthest along the bot's rollout (or that finishes the task), so one
-high-level action covers many primitive steps and the episode fits in AgentGym's 20 rounds.
+The expert: minigrid's BabyAIBot plans primitive actions from its own memory of the map. At each round we
+roll the bot out a few dozen steps on a copy of the level, try every available high-level action, and take the
+one that lands furthest along the rollout (or that finishes the task), so one high-level action covers many
+primitive steps; each turn gets a short Thought naming what the bot is working towards. Measured on seeds 1-10
+(tasks 40..439, 2 CPU cores): 78 % solved over all 40 levels at ~1.8 episodes/s; 100 % (160/160, 2.6 rounds on
+average, ~5 episodes/s) on RELIABLE_LEVELS below.
+
+minigrid 3.2.0 is used as is; its BabyAI-GoToObjS6-v0 is refused as "deprecated" (a registry bug), so that level
+runs as -v1, the fixed registration; AgentGym ran an older minigrid, so seeds may not give their exact layouts.
 """
 import contextlib
 import copy

@@ -18,6 +18,14 @@ What AgentGym does (agentenv-sciworld, environment.py), and so what this file do
   load to the next, so the same task would not give the same text twice; we sort each run of such lines.
 - the reward reported each round is the simulator's running score, 0..100 (negative when the agent does
   something that fails the task, which also ends it); success is 100.
+
+The expert plays the simulator's gold path (worked out at its first turn: the task is reloaded with the gold
+path and the moves so far replayed), minus its "look around"s, one action a round with a short Thought. Paths
+longer than the 30 rounds are shortened where the shorter version still scores 100 (see _make_plan). Measured
+on variations 6-11 of all 23 task types (138 episodes, 2 CPU cores): 125/136 = 92 % reach 100 at ~0.8
+episodes/s (a step takes 10-100 ms; loading with the gold path ~1 s). Every failure is a plan still longer than
+30 actions: identify-life-stages-1 (1/6, its turtle has to be watched through 4 stages), melt 4/6, chemistry-mix
+4/6, freeze and measure-melting-point-unknown-substance 5/6; all other types 6/6 (LONG_TASKS below).
 """
 
 INSTRUCTION = (  # AgentGym's SciWorld instruction prompt (agentenv/envs/sciworld.py), verbatim
@@ -48,6 +56,8 @@ INSTRUCTION = (  # AgentGym's SciWorld instruction prompt (agentenv/envs/sciworl
     '{"action": "inventory", "description": "list your inventory"}]\n'
     "Your response should use the following format:\nThought:\nyour thoughts.\n\nAction:\nyour next action"
 )
+# task types whose expert plan often does not fit in 30 rounds (see above): leave out where expert success matters
+LONG_TASKS = ("identify-life-stages-1", "melt", "chemistry-mix", "freeze", "measure-melting-point-unknown-substance")
 EXCLUDED = {"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"}  # left out by AgentGym
 
 
@@ -197,11 +207,11 @@ def fold_waits(plan):
 
 def drop_repeats(plan):
     """Drop a block of 1-4 actions that repeats the block just before it (the gold path sometimes fills a pot
-    at a sink twice)."""
+    at a sink twice, or picks up the pot it already holds)."""
     out = []
     for a in plan:
         out.append(a)
-        for n in (4, 3, 2):
+        for n in (4, 3, 2, 1):
             if len(out) >= 2 * n and out[-n:] == out[-2 * n:-n] and not any(x.startswith("wait") for x in out[-n:]):
                 del out[-n:]
                 break

@@ -168,8 +168,11 @@ def test_sciworld_expert_success(sciworld):
     assert not failed, failed
 
 
-def test_sciworld_fold_waits():
-    from envs.sciworld import fold_waits
+def test_sciworld_plan_shortening():
+    from envs.sciworld import drop_repeats, fold_waits
+    fill = ["move pot to sink", "activate sink", "deactivate sink", "pick up pot"]
+    assert drop_repeats(["go to kitchen"] + fill + fill + ["pick up pot", "wait1", "wait1"]) == \
+        ["go to kitchen"] + fill + ["wait1", "wait1"]  # waits are never dropped: they pass time
     pair = ["examine water", "use thermometer in inventory on water"]
     plan = ["go to kitchen"] + ["wait1"] * 23 + pair * 4 + ["wait1"] * 3
     assert fold_waits(plan) == ["go to kitchen", "wait", "wait"] + ["wait1"] * 3 + ["wait"] + pair + ["wait1"] * 3
