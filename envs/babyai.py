@@ -39,6 +39,7 @@ runs as -v1, the fixed registration; AgentGym ran an older minigrid, so seeds ma
 import contextlib
 import copy
 import io
+import threading
 import warnings
 from collections import deque
 
@@ -79,6 +80,7 @@ INSTRUCTION = (  # AgentGym's BabyAI instruction prompt (agentenv/envs/babyai.py
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE = 0, 1, 2, 3, 4, 5
 DIR_TO_VEC = [(1, 0), (0, 1), (-1, 0), (0, -1)]
+_QUIET = threading.Lock()
 OBJECT_NAMES = {4: "door", 5: "key", 6: "ball", 7: "box", 8: "goal", 9: "lava", 2: "wall"}
 COLOR_NAMES = ["red", "green", "blue", "purple", "yellow", "grey"]
 DOOR_STATES = ["open", "closed", "locked"]
@@ -417,7 +419,9 @@ class BabyAIEnv:
         self.task_id = int(task_id)
         self.level = LEVELS[self.task_id % len(LEVELS)]
         self.env = self._level(self.level)
-        with contextlib.redirect_stdout(io.StringIO()):  # minigrid prints "Sampling rejected: ..." while generating
+        # minigrid prints "Sampling rejected: ..." while generating; redirecting stdout swaps sys.stdout for the
+        # whole process, so resets in concurrent threads take turns (else one could restore the other's sink)
+        with _QUIET, contextlib.redirect_stdout(io.StringIO()):
             self.env.reset(seed=self.task_id // len(LEVELS))
         # AgentGym rewrites the sequencing words of the mission into "and"
         self.goal = self.env.mission.replace("then", "and").replace("after you", "and")

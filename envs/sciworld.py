@@ -135,10 +135,11 @@ class SciWorldEnv:
         """The gold path without its "look around"s (they only describe the room). If that is longer than the
         30 rounds, shorter versions are tried in turn, each kept only if playing it still scores 100: long waits
         and repeated temperature checks folded into "wait" (10 ticks), then immediately repeated blocks of
-        actions dropped, then the "examine X" checks dropped."""
+        actions dropped, then pick-ups of what is already held, then rooms looked into and left the way the
+        path came, then "examine X" checks."""
         self.reset(self.task_id, gold=True)
         plan = [a for a in self.gold if a != "look around"]
-        for shorten in (fold_waits, drop_repeats, drop_examines):
+        for shorten in (fold_waits, drop_repeats, drop_regrabs, drop_detours, drop_examines):
             if len(plan) <= self.max_rounds:
                 break
             shorter = shorten(plan)
@@ -215,6 +216,34 @@ def drop_repeats(plan):
             if len(out) >= 2 * n and out[-n:] == out[-2 * n:-n] and not any(x.startswith("wait") for x in out[-n:]):
                 del out[-n:]
                 break
+    return out
+
+
+def drop_regrabs(plan):
+    """Drop "pick up X" while X is still held (picked up before, not moved, dropped or poured since)."""
+    out, held = [], set()
+    for a in plan:
+        if a.startswith("pick up "):
+            if a[len("pick up "):] in held:
+                continue
+            held.add(a[len("pick up "):])
+        else:
+            held = {x for x in held if f" {x} " not in f" {a} " or a.startswith(("use ", "focus on ", "examine "))}
+        out.append(a)
+    return out
+
+
+def drop_detours(plan):
+    """Drop a look into a room that the path leaves again straight away the way it came (open door to Y, go to
+    Y, open door to X, go to X, with X the room it was in): the gold path searches rooms for what it needs."""
+    out = []
+    for a in plan:
+        out.append(a)
+        if len(out) >= 4 and out[-4].startswith("open door to ") and out[-2].startswith("open door to "):
+            y, x = out[-4][len("open door to "):], out[-2][len("open door to "):]
+            came_from = next((b[len("go to "):] for b in reversed(out[:-4]) if b.startswith("go to ")), None)
+            if out[-3] == f"go to {y}" and out[-1] == f"go to {x}" and x == came_from:
+                del out[-4:]
     return out
 
 

@@ -40,6 +40,19 @@ def test_babyai_reset_is_deterministic(babyai):
                                                          r'available actions"\]$', first)
 
 
+def test_babyai_concurrent_resets(babyai):
+    """agent.py runs one env per thread; resets there must match a lone reset and leave sys.stdout alone."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from envs.babyai import BabyAIEnv
+    stdout, tasks = sys.stdout, list(range(0, 400, 7))
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda ids: [env.reset(i) for env in [BabyAIEnv()] for i in ids],
+                            [tasks[k::4] for k in range(4)]))
+    assert sys.stdout is stdout
+    assert got[1][2] == babyai.reset(tasks[1::4][2])
+
+
 def test_babyai_known_episode(babyai):
     """Task 0 = GoToRedBallGrey, seed 0: agent at (6, 5) facing west, red ball at (2, 2)."""
     obs = babyai.reset(0)
@@ -169,7 +182,13 @@ def test_sciworld_expert_success(sciworld):
 
 
 def test_sciworld_plan_shortening():
-    from envs.sciworld import drop_repeats, fold_waits
+    from envs.sciworld import drop_detours, drop_regrabs, drop_repeats, fold_waits
+    assert drop_regrabs(["pick up cup", "go to hallway", "pick up cup", "move cup to sink", "pick up cup"]) == \
+        ["pick up cup", "go to hallway", "move cup to sink", "pick up cup"]
+    assert drop_detours(["go to hallway", "open door to bedroom", "go to bedroom", "open door to hallway",
+                         "go to hallway", "open door to kitchen", "go to kitchen", "open door to garden",
+                         "go to garden"]) == ["go to hallway", "open door to kitchen", "go to kitchen",
+                                              "open door to garden", "go to garden"]
     fill = ["move pot to sink", "activate sink", "deactivate sink", "pick up pot"]
     assert drop_repeats(["go to kitchen"] + fill + fill + ["pick up pot", "wait1", "wait1"]) == \
         ["go to kitchen"] + fill + ["wait1", "wait1"]  # waits are never dropped: they pass time
