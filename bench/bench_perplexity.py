@@ -108,10 +108,10 @@ t_naive, r_naive = timed(naive)
 t_one, r_one = timed(one_pass)
 t_bat, r_bat = timed(batched)
 diff = max(abs(x[s] - y[s]) / y[s] for a, b in ((r_one, r_naive), (r_bat, r_naive)) for x, y in zip(a, b) for s in y)
-print(f"naive (one pass per step):       {t_naive:8.2f} s  ({n_steps / t_naive:7.1f} steps/s)")
-print(f"one pass per trajectory:         {t_one:8.2f} s  ({n_steps / t_one:7.1f} steps/s)  "
+print(f"naive (one pass per step):       {t_naive:8.2f} s  ({n_steps / t_naive:7.3g} steps/s)")
+print(f"one pass per trajectory:         {t_one:8.2f} s  ({n_steps / t_one:7.3g} steps/s)  "
       f"speed-up {t_naive / t_one:5.1f}x")
-print(f"one pass, token-budget batches:  {t_bat:8.2f} s  ({n_steps / t_bat:7.1f} steps/s)  "
+print(f"one pass, token-budget batches:  {t_bat:8.2f} s  ({n_steps / t_bat:7.3g} steps/s)  "
       f"speed-up {t_naive / t_bat:5.1f}x")
 print(f"largest relative difference of the step PPLs vs naive: {diff:.1e}")
 print(f"goal >= 5x on trajectories of >= 10 steps: {'met' if t_naive / t_one >= 5 else 'NOT met'} "
