@@ -247,3 +247,25 @@ def test_http_client_speaks_webshop_and_tool_env_protocols():
     with pytest.raises(ValueError, match="no built-in instruction prompt"):
         from envs.agentgym import HTTPEnv
         HTTPEnv.builtin_instruction(type("E", (), {"name": "movie"})())
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_bundled_train_trajectories_replay_in_the_current_env(name):
+    """data/<env>_train.jsonl must still be what the env does: replaying each sampled record's assistant turns
+    gives the record's observations, word for word, and a solved episode (catches env changes that make the
+    bundled data stale)."""
+    needs(name)
+    from trajectory import read_records
+    recs = read_records(os.path.join(ROOT, "data", f"{name}_train.jsonl"))
+    assert len(recs) >= 200
+    env = make_env(name)
+    try:
+        for rec in recs[::len(recs) // (3 if name == "sciworld" else 20)]:
+            conv = rec["conversations"]
+            task = int(rec["item_id"].rsplit("_", 1)[1])
+            never = lambda convs, envs, temperature=None: [None] * len(convs)  # the replay must end the episode
+            res = run_episode(env, never, task, replay=[t["value"] for t in conv[3::2]])
+            assert res["conversations"] == conv, rec["item_id"]
+            assert res["success"] == 1 and res["end"] == "done", rec["item_id"]
+    finally:
+        env.close()
