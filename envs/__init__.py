@@ -49,6 +49,16 @@ ACK = "OK. I'll follow your instructions and try my best to solve the task."
 BUILTIN = ("babyai", "sciworld", "maze", "wordle")
 
 
+def split_action(text):
+    """AgentGym's client-side parsing (babyai, sciworld, maze, wordle): the text after the first "Action:" (all of
+    it if there is none), stripped. Like their clients, a trailing "</s>" is cut together with the character before
+    it (they cut 5 characters)."""
+    if text.endswith("</s>"):
+        text = text[:-5]
+    parts = text.split("Action:")
+    return (parts[1] if len(parts) > 1 else parts[0]).strip()
+
+
 def success(env_name, reward):
     """Task solved: full reward (100 on SciWorld's 0..100 scale, 1 elsewhere). AgentGym's evaluator counts
     `reward == 1` for every env, which can never hold on BabyAI: minigrid pays 1 - 0.9 * steps / max_steps, and

@@ -31,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from envs import ACK, MAX_ROUNDS
+from envs import ACK, MAX_ROUNDS, split_action
 
 OK = "Ok."
 
@@ -103,14 +103,6 @@ WEBSHOP_INSTRUCTION = (
     "click[something]")
 
 TOOL_ENVS = ("weather", "movie", "todo", "academia", "sheet")
-
-
-def split_action(text):
-    """babyai / sciworld / maze / wordle clients: the text after the first "Action:" (all of it if none)."""
-    if text.endswith("</s>"):
-        text = text[:-5]  # sic: AgentGym cuts 5 characters
-    parts = text.split("Action:")
-    return (parts[1] if len(parts) > 1 else parts[0]).strip()
 
 
 def react_action(text):

@@ -45,6 +45,9 @@ from collections import deque
 
 import numpy as np
 
+from envs import split_action  # AgentGym's client-side action parsing
+from envs.agentgym import BABYAI_INSTRUCTION as INSTRUCTION  # AgentGym's prompt, kept once in the client
+
 LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
     "BabyAI-GoToRedBallGrey-v0", "BabyAI-GoToRedBall-v0", "BabyAI-GoToRedBallNoDists-v0", "BabyAI-GoToObjS6-v0",
     "BabyAI-GoToLocalS8N7-v0", "BabyAI-GoToObjMazeS7-v0", "BabyAI-GoToImpUnlock-v0", "BabyAI-GoToSeqS5R2-v0",
@@ -66,17 +69,6 @@ LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
 RELIABLE_LEVELS = (0, 1, 2, 3, 4, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 29)
 SEEDS_PER_LEVEL = 40  # task_ids() = range(40 * 40); larger ids work too (seed = id // 40)
 
-INSTRUCTION = (  # AgentGym's BabyAI instruction prompt (agentenv/envs/babyai.py), verbatim
-    "You are an exploration master that wants to finish every goal you are given. Every round I will give you an "
-    "observation, and you have to respond an action and your thought based on the observation to finish the given "
-    "task. You are placed in a room and you need to accomplish the given goal with actions.\n\nYou can use the "
-    "following actions: \n\n- turn right \n\n- turn left \n\n- move forward \n\n- go to <obj> <id> \n\n- pick up "
-    "<obj> <id> \n\n- go through <door> <id>: <door> must be an open door. \n\n- toggle and go through <door> <id>: "
-    "<door> can be a closed door or a locked door. If you want to open a locked door, you need to carry a key that "
-    "is of the same color as the locked door. \n\n- toggle: there is a closed or locked door right in front of you "
-    "and you can toggle it.\nYour response should use the following format:\nThought:\n<Your Thought>\n\n"
-    "Action:\n<Your Action>"
-)
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE = 0, 1, 2, 3, 4, 5
 DIR_TO_VEC = [(1, 0), (0, 1), (-1, 0), (0, -1)]
@@ -85,15 +77,6 @@ OBJECT_NAMES = {4: "door", 5: "key", 6: "ball", 7: "box", 8: "goal", 9: "lava", 
 COLOR_NAMES = ["red", "green", "blue", "purple", "yellow", "grey"]
 DOOR_STATES = ["open", "closed", "locked"]
 BLOCKING_WORDS = ("wall", "box", "lava", "ball", "key")  # AgentGym's path search walks around these
-
-
-def extract_action(text):
-    """AgentGym's client-side parsing: the text after the first "Action:" (or the whole turn), stripped.
-    Like their client, a trailing "</s>" is cut together with the character before it."""
-    if text.endswith("</s>"):
-        text = text[:-5]
-    parts = text.split("Action:")
-    return (parts[1] if len(parts) > 1 else parts[0]).strip()
 
 
 def _blocks(name):
@@ -438,7 +421,7 @@ class BabyAIEnv:
             raise RuntimeError("babyai: step() before reset()")
         if self.done:
             return "The task with environment has finished.", self.score, True
-        action = extract_action(text).lower().strip()
+        action = split_action(text).lower().strip()
         if "check" in action:
             obs = "You can take the following actions: " + ", ".join(self.actions)
         elif action == "":

@@ -14,7 +14,7 @@ Task ids:
 import random
 from collections import deque
 
-from envs import ACK
+from envs import ACK, split_action
 
 DOUBLE_T_MAZE = [
     "1111111111111",
@@ -94,10 +94,7 @@ Now let's start a new game. Return your action and your thought in the format ab
 
 def extract_action(text):
     """AgentGym's client-side parsing: the text after the first "Action:" (all of it if there is none)."""
-    if text.endswith("</s>"):
-        text = text[:-5]  # sic: AgentGym cuts 5 characters here
-    parts = text.split("Action:")
-    action = (parts[1] if len(parts) > 1 else parts[0]).strip()
+    action = split_action(text)
     if action.lower() in ("up", "down", "left", "right"):
         action = f"move {action.lower()}"
     return action

@@ -30,46 +30,12 @@ The simulator's gold path itself can differ from one load to the next (e.g. whic
 two expert episodes of one task may differ, and a plan that fits 30 rounds once may not the next time.
 """
 
-INSTRUCTION = (  # AgentGym's SciWorld instruction prompt (agentenv/envs/sciworld.py), verbatim
-    "You are an agent for science world. Every round I will give you an observation, you have to respond an action "
-    "based on the observation to finish the given task. Here are the actions you may take: "
-    '[{"action": "open/close OBJ", "description": "open/close a container"}, '
-    '{"action": "de/activate OBJ", "description": "activate/deactivate a device"}, '
-    '{"action": "connect OBJ to OBJ", "description": "connect electrical components"}, '
-    '{"action": "disconnect OBJ", "description": "disconnect electrical components"}, '
-    '{"action": "use OBJ [on OBJ]", "description": "use a device/item"}, '
-    '{"action": "look around", "description": "describe the current room"}, '
-    '{"action": "look at OBJ", "description": "describe an object in detail"}, '
-    '{"action": "look in OBJ", "description": "describe a container\'s contents"}, '
-    '{"action": "read OBJ", "description": "read a note or book"}, '
-    '{"action": "move OBJ to OBJ", "description": "move an object to a container"}, '
-    '{"action": "pick up OBJ", "description": "move an object to the inventory"}, '
-    '{"action": "put down OBJ", "description": "drop an inventory item"}, '
-    '{"action": "pour OBJ into OBJ", "description": "pour a liquid into a container"}, '
-    '{"action": "dunk OBJ into OBJ", "description": "dunk a container into a liquid"}, '
-    '{"action": "mix OBJ", "description": "chemically mix a container"}, '
-    '{"action": "go to LOC", "description": "move to a new location"}, '
-    '{"action": "eat OBJ", "description": "eat a food"}, '
-    '{"action": "flush OBJ", "description": "flush a toilet"}, '
-    '{"action": "focus on OBJ", "description": "signal intent on a task object"}, '
-    '{"action": "wait", "description": "take no action for 10 iterations"}, '
-    '{"action": "wait1", "description": "take no action for 1 iteration"}, '
-    '{"action": "task", "description": "describe current task"}, '
-    '{"action": "inventory", "description": "list your inventory"}]\n'
-    "Your response should use the following format:\nThought:\nyour thoughts.\n\nAction:\nyour next action"
-)
+from envs import split_action  # AgentGym's client-side action parsing
+from envs.agentgym import SCIWORLD_INSTRUCTION as INSTRUCTION  # AgentGym's prompt, kept once in the client
+
 # the task type whose expert plan rarely fits in 30 rounds (see above): leave out where expert success matters
 LONG_TASKS = ("identify-life-stages-1",)
 EXCLUDED = {"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"}  # left out by AgentGym
-
-
-def extract_action(text):
-    """AgentGym's client-side parsing: the text after the first "Action:" (or the whole turn), stripped.
-    Like their client, a trailing "</s>" is cut together with the character before it."""
-    if text.endswith("</s>"):
-        text = text[:-5]
-    parts = text.split("Action:")
-    return (parts[1] if len(parts) > 1 else parts[0]).strip()
 
 
 class SciWorldEnv:
@@ -117,7 +83,7 @@ class SciWorldEnv:
             raise RuntimeError("sciworld: step() before reset()")
         if self.done:
             return "The task with environment has finished.", float(self.score), True
-        action = extract_action(text)
+        action = split_action(text)
         self.history.append(action)
         obs, self.score, self.done = self._step(action)
         return sort_listings(obs), float(self.score), self.done

@@ -11,7 +11,7 @@ The task id is the seed, as in AgentGym's /wordle/reset {"seed": id}.
 """
 import random
 
-from envs import ACK
+from envs import ACK, split_action
 
 # LMRL-Gym llm_rl_scripts/wordle/vocab/tweet_words.txt, in file order (the order matters for the seeded draws).
 VOCAB = """panic solar shire proxy point robot prick wince crimp knoll sugar whack mount perky could wrung light those
@@ -59,10 +59,7 @@ Now let's start a new game. Remember, the word you guess should be strictly in t
 def extract_guess(text):
     """AgentGym's parsing: client takes the text after "Action:" and spaces out a bare 5-letter word; the server
     removes the spaces. The result must be 5 lowercase letters in the vocabulary to count as a valid guess."""
-    if text.endswith("</s>"):
-        text = text[:-5]
-    parts = text.split("Action:")
-    action = (parts[1] if len(parts) > 1 else parts[0]).strip()
+    action = split_action(text)
     clean = action.lower()
     if len(clean) == 5 and clean.isalpha() and " " not in clean:
         action = " ".join(clean)
