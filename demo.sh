@@ -46,6 +46,7 @@ ORACLE=${ORACLE:-1}                  # 0: skip the llama.cpp oracle (offline sel
 ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-240}   # wall-clock cap of the oracle selection; what is done by then is kept
 LLAMA_CPP=${LLAMA_CPP:-"llama-cpp-python[server]==0.3.36"}
 NPROC=${NPROC:-2}                    # torchrun processes
+ORACLE_THREADS=${ORACLE_THREADS:-1}  # llama.cpp threads (1: robust when the machine is shared, see eval_one)
 
 mkdir -p "$OUT"/{logs,data,select,train,results}
 OUT=$(cd "$OUT" && pwd)
@@ -78,7 +79,7 @@ setup_venv() {
     local stamp="$VIRTUAL_ENV/.atlas-requirements"
     if ! cmp -s requirements.txt "$stamp"; then
         pip install -q --upgrade pip >/dev/null 2>&1 || true
-        pip install -q -r requirements.txt
+        pip install -q -r requirements.txt 2> "$OUT/logs/pip_install.log" || { cat "$OUT/logs/pip_install.log"; exit 1; }
         cp requirements.txt "$stamp"
     fi
     python -c "import torch, transformers; print('torch', torch.__version__, '| transformers', transformers.__version__)"
@@ -147,15 +148,24 @@ train_one() {  # train_one NAME SELECTION.jsonl
     grep -E "^(global batch|step |[0-9]+ trajector)" "$OUT/logs/train_$name.log" | grep -v "it/s" | tail -n 6 || true
 }
 # ---- 5. evaluation (one function, used for every checkpoint)
-eval_one() {  # eval_one NAME MODEL_DIR
-    local name=$1 model=$2
+eval_one() {  # eval_one NAME MODEL_DIR: the envs in parallel, one process and one thread each
+    # one thread per process: with 2 threads, every small op of token-by-token decoding waits at an OpenMP
+    # barrier for the other thread, and on a busy machine that thread is often descheduled (measured here under
+    # load: ~200 ms vs ~20 ms per generated token); two single-threaded evaluations keep both cores busy instead
+    local name=$1 model=$2 env pids=() rc=0
     for env in $TRAIN_ENVS $HELDOUT_ENVS; do
-        $PY evaluate.py --env "$env" --policy hf --model "$model" --task-file "$OUT/data/${env}_tasks.txt" \
-            --concurrency "$N_EVAL" --max-new-tokens "$MAX_NEW_TOKENS" --max-context "$MAX_CONTEXT" --label "$name" \
-            --output "$OUT/results/${name}_${env}.jsonl" > "$OUT/logs/eval_${name}_${env}.log" 2>&1 \
-            || { tail -n 30 "$OUT/logs/eval_${name}_${env}.log"; return 1; }
-        tail -n 2 "$OUT/logs/eval_${name}_${env}.log"
+        OMP_NUM_THREADS=1 $PY evaluate.py --env "$env" --policy hf --model "$model" \
+            --task-file "$OUT/data/${env}_tasks.txt" --concurrency "$N_EVAL" --max-new-tokens "$MAX_NEW_TOKENS" \
+            --max-context "$MAX_CONTEXT" --label "$name" --output "$OUT/results/${name}_${env}.jsonl" \
+            > "$OUT/logs/eval_${name}_${env}.log" 2>&1 &
+        pids+=($!)
     done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+    for env in $TRAIN_ENVS $HELDOUT_ENVS; do
+        if [ "$rc" != 0 ]; then tail -n 30 "$OUT/logs/eval_${name}_${env}.log"; else
+            tail -n 1 "$OUT/logs/eval_${name}_${env}.log"; fi
+    done
+    return $rc
 }
 
 for sel in all random perplexity; do
@@ -176,7 +186,7 @@ oracle_select() {
     fi
     local port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
     $PY -m llama_cpp.server --model "$GGUF" --model_alias smollm2-135m-instruct --n_ctx 4096 \
-        --n_threads "$NPROC" --host 127.0.0.1 --port "$port" > "$OUT/logs/oracle_server.log" 2>&1 &
+        --n_threads "$ORACLE_THREADS" --host 127.0.0.1 --port "$port" > "$OUT/logs/oracle_server.log" 2>&1 &
     SERVER_PID=$!
     trap '[ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
     for _ in $(seq 120); do
