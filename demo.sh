@@ -3,7 +3,7 @@
 # nanochat's runs/speedrun.sh:
 #
 #   bash demo.sh                      # ~30 min on 2 cores the first time; a rerun resumes and redoes nothing
-#   N_TRAIN=16 N_EVAL=4 bash demo.sh  # bigger (slower) run, see the knobs below
+#   N_TRAIN=32 N_EVAL=8 bash demo.sh  # bigger (slower) run, see the knobs below
 #   OUT=out/demo2 bash demo.sh        # a second run beside the first
 #
 # 1. a venv .venv from requirements.txt (unless a venv is active), and SmolLM2-135M-Instruct from the
@@ -29,8 +29,8 @@ ROOT=$(pwd)
 # ---- knobs (environment variables)
 OUT=${OUT:-out/demo}                 # everything the demo writes (except the model cache)
 CACHE=${CACHE:-cache}                # SmolLM2 download + HF folder; shared between runs
-N_TRAIN=${N_TRAIN:-4}                # expert trajectories per held-in env in the training slice
-N_EVAL=${N_EVAL:-1}                  # test tasks per env per checkpoint (1 episode ~1-3 min on 2 cores)
+N_TRAIN=${N_TRAIN:-8}                # expert trajectories per held-in env in the training slice
+N_EVAL=${N_EVAL:-2}                  # test tasks per env per checkpoint (one maze episode: ~1 min on 1 core)
 TRAIN_ENVS=${TRAIN_ENVS:-"maze"}     # held-in: their expert data is trained on
 HELDOUT_ENVS=${HELDOUT_ENVS:-"wordle"}  # held-out: evaluated, never trained on (BabyAI episodes reach 4k tokens
                                      # of context: several minutes each on 2 cores)
@@ -41,9 +41,9 @@ MAX_LENGTH=${MAX_LENGTH:-2048}       # tokens per trajectory (paper: 8192)
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-96} # tokens per assistant turn at evaluation (expert turns are <= 91)
 MAX_CONTEXT=${MAX_CONTEXT:-1536}     # an episode ends when its prompt reaches this (AgentGym: 4096): every
                                      # round re-reads the whole prompt, the main cost of evaluation on a CPU
-EVAL_BASE=${EVAL_BASE:-0}            # 1: also evaluate the untrained SmolLM2 (one more row, ~+25 % time)
+EVAL_BASE=${EVAL_BASE:-1}            # 1: also evaluate the untrained SmolLM2 (the reference row)
 ORACLE=${ORACLE:-1}                  # 0: skip the llama.cpp oracle (offline selectors only)
-ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-240}   # wall-clock cap of the oracle selection; what is done by then is kept
+ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-300}   # wall-clock cap of the oracle selection; what is done by then is kept
 LLAMA_CPP=${LLAMA_CPP:-"llama-cpp-python[server]==0.3.36"}
 NPROC=${NPROC:-2}                    # torchrun processes
 ORACLE_THREADS=${ORACLE_THREADS:-1}  # llama.cpp threads (1: robust when the machine is shared, see eval_one)
@@ -203,7 +203,7 @@ oracle_select() {
     OPENAI_API_KEY=sk-local-llama-cpp timeout --signal INT "$ORACLE_BUDGET_S" \
         $PY select.py --input "$DATA" --output "$OUT/select/atlas.jsonl" --ratio "$RATIO" \
         --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m-instruct --response-format json_object \
-        --concurrency 1 --max-tokens 384 --parse-retries 0 --max-retries 1 --timeout 600 \
+        --concurrency 1 --max-tokens 512 --parse-retries 0 --max-retries 1 --timeout 600 \
         2>&1 | tee "$OUT/logs/select_atlas.log" | grep -v "it/s\]" | tail -n 15 || true
     kill "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=

@@ -65,7 +65,7 @@ for name in ("all", "random", "perplexity", "atlas"):
         errs = jsonl(err)
         reasons = {}
         for e in errs:
-            key = str(e.get("reason") or e.get("error") or "?")[:60]
+            key = str(e.get("reason") or e.get("error") or "?").split("; answer began")[0][:120]
             reasons[key] = reasons.get(key, 0) + 1
         if errs:
             why = f" ({len(errs)} in the errors file: " + "; ".join(f"{n}x {k}" for k, n in reasons.items()) + ")"
