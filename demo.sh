@@ -185,7 +185,9 @@ oracle_select() {
         return 0
     fi
     local port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-    $PY -m llama_cpp.server --model "$GGUF" --model_alias smollm2-135m-instruct --n_ctx 4096 \
+    # a clean environment: the server reads its settings from environment variables too (pydantic-settings;
+    # e.g. this script's CACHE would land in its boolean `cache` setting and stop it)
+    env -i PATH="$PATH" HOME="$HOME" "$(command -v $PY)" -m llama_cpp.server --model "$GGUF" --model_alias smollm2-135m-instruct --n_ctx 4096 \
         --n_threads "$ORACLE_THREADS" --host 127.0.0.1 --port "$port" > "$OUT/logs/oracle_server.log" 2>&1 &
     SERVER_PID=$!
     trap '[ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
