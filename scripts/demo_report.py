@@ -65,7 +65,9 @@ for name in ("all", "random", "perplexity", "atlas"):
         errs = jsonl(err)
         reasons = {}
         for e in errs:
-            key = str(e.get("reason") or e.get("error") or "?").split("; answer began")[0][:120]
+            full = str(e.get("reason") or e.get("error") or "?").split("; answer began")[0]
+            # group by what went wrong, without the parser's detail: "the answer is not JSON, cut at --max-tokens"
+            key = full.split(": ", 1)[-1].split(" (")[0] + (", cut at --max-tokens" if "--max-tokens" in full else "")
             reasons[key] = reasons.get(key, 0) + 1
         if errs:
             why = f" ({len(errs)} in the errors file: " + "; ".join(f"{n}x {k}" for k, n in reasons.items()) + ")"

@@ -64,6 +64,15 @@ def test_demo_report_counts(tmp_path):
     assert row["atlas"][1:5] == ["1", "3", "2", "33.3%"], row["atlas"]        # 2 of maze_2's 6 steps
     atlas = next(l for l in lines if l.startswith("atlas"))
     assert "1x unparsable" in atlas and "1 not reached" in atlas, atlas
+    _write(str(out / "select" / "atlas.jsonl.errors.jsonl"),
+           [{"item_id": "maze_1", "reason": "unparsable after 1 answers (1 requests): the answer is not JSON (Unterm"
+                                           "inated string) (cut at --max-tokens); answer began '{'"},
+            {"item_id": "maze_3", "reason": "unparsable after 1 answers (1 requests): the answer is not JSON (Expec"
+                                           "ting ',') (cut at --max-tokens); answer began '{'"}])
+    again = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo_report.py"), "--out", str(out),
+                            "--model", str(tmp_path / "nomodel")], capture_output=True, text=True, check=True)
+    atlas = next(l for l in again.stdout.splitlines() if l.startswith("atlas"))
+    assert "2x the answer is not JSON, cut at --max-tokens" in atlas and "not reached" not in atlas, atlas
     assert "did not run" in next(l for l in lines if l.startswith("perplexity"))
     assert any("2 optimizer steps x batch 2" in l and "2.000 -> 1.500" in l for l in lines), run.stdout
     assert any("maze: 1/1 solved" in l and "wordle: 0/2 solved" in l for l in lines), run.stdout
