@@ -2,7 +2,7 @@
 # ATLaS end to end on a laptop-sized machine (2 CPU cores, no GPU, no API key, no hub download), in the spirit of
 # nanochat's runs/speedrun.sh:
 #
-#   bash demo.sh                      # ~30 min on 2 cores the first time; a rerun resumes and redoes nothing
+#   bash demo.sh                      # ~24 min measured on 2 shared cores from scratch; a rerun resumes, redoes nothing
 #   N_TRAIN=32 N_EVAL=8 bash demo.sh  # bigger (slower) run, see the knobs below
 #   OUT=out/demo2 bash demo.sh        # a second run beside the first
 #
