@@ -176,6 +176,8 @@ if [ "$EVAL_BASE" = 1 ]; then stage eval_base eval_one "SmolLM2-base" "$MODEL"; 
 
 # ---- 6. ATLaS: the oracle (SmolLM2 in llama.cpp) names the critical steps, then the same train + eval
 oracle_select() {
+    # done when ATLaS was trained on its selection (select.py alone would retry its failures on every rerun)
+    if [ -f "$OUT/train/atlas/final/config.json" ]; then echo "$OUT/select/atlas.jsonl: used by train/atlas"; return; fi
     if [ -n "$LLAMA_PID" ]; then
         echo "waiting for the llama-cpp-python build (pid $LLAMA_PID, log $LLAMA_LOG) ..."
         wait "$LLAMA_PID" || true
@@ -191,12 +193,13 @@ oracle_select() {
         --n_threads "$ORACLE_THREADS" --host 127.0.0.1 --port "$port" > "$OUT/logs/oracle_server.log" 2>&1 &
     SERVER_PID=$!
     trap '[ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
+    up() { $PY -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/v1/models', timeout=5)" 2>/dev/null; }
     for _ in $(seq 120); do
-        curl -s "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1 && break
+        up && break
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 1
     done
-    if ! curl -s "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1; then
+    if ! up; then
         loud "the llama.cpp oracle server did not start (see $OUT/logs/oracle_server.log): the ATLaS row is missing"
         return 0
     fi
