@@ -128,15 +128,21 @@ PRICES = {"gpt-4o": (2.50, 10.00), "gpt-4o-2024-08-06": (2.50, 10.00), "gpt-4o-2
 SECRETS = []  # the API key, so that redact() can scrub it from every message we print or write
 
 
-def response_format_for(steps, kind):
+def response_format_for(steps, kind, budget):
     """The structured-output request: {plan, critical_steps: [{index, category, reason}]} with `index` limited to
-    this trajectory's steps, so a constrained decoder (vLLM, llama.cpp) can only name steps. "json" is OpenAI's
-    json_schema form; "json_object" is the {type, schema} form of python -m llama_cpp.server."""
+    this trajectory's steps and 1..budget items, so a constrained decoder (vLLM, llama.cpp) can only name steps
+    within the budget. "json" is OpenAI's json_schema form (its strict mode takes minItems/maxItems but not
+    maxLength); "json_object" is the {type, schema} form of python -m llama_cpp.server, where the strings are also
+    bounded: small models otherwise copy observations into `reason` until --max-tokens cuts the JSON."""
+    text = {"type": "string"}
+    bounded = {"plan": {"type": "string", "maxLength": 600}, "reason": {"type": "string", "maxLength": 300}}
     step = {"type": "object", "additionalProperties": False, "required": ["index", "category", "reason"],
             "properties": {"index": {"type": "integer", "enum": list(steps)},
-                           "category": {"type": "string", "enum": CATEGORIES}, "reason": {"type": "string"}}}
+                           "category": {"type": "string", "enum": CATEGORIES},
+                           "reason": bounded["reason"] if kind == "json_object" else text}}
     schema = {"type": "object", "additionalProperties": False, "required": ["plan", "critical_steps"],
-              "properties": {"plan": {"type": "string"}, "critical_steps": {"type": "array", "items": step}}}
+              "properties": {"plan": bounded["plan"] if kind == "json_object" else text,
+                             "critical_steps": {"type": "array", "items": step, "minItems": 1, "maxItems": budget}}}
     if kind == "json_object":
         return {"type": "json_object", "schema": schema}
     return {"type": "json_schema", "json_schema": {"name": "critical_steps", "strict": True, "schema": schema}}
@@ -252,7 +258,7 @@ def parse_json_answer(answer, steps, budget):
     """The structured-output answer {plan, critical_steps: [{index, category, reason}]} -> same as above."""
     body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", answer)
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, strict=False)  # raw newlines or tabs inside strings: common, harmless
     except json.JSONDecodeError as e:
         raise ParseError(f"the answer is not JSON ({e.msg})") from None
     items = obj.get("critical_steps") if isinstance(obj, dict) else None
@@ -310,14 +316,14 @@ def backoff_delay(attempt, err, base):
     return min(delay, 120.0)
 
 
-def complete(client, args, prompt, steps):
+def complete(client, args, prompt, steps, budget):
     """One chat completion, retried with backoff on 429, 5xx, timeouts and dropped connections.
     Returns (response, number of HTTP requests made)."""
     import openai
     kw = dict(model=args.model, messages=[{"role": "user", "content": prompt}], temperature=0,
               max_tokens=args.max_tokens)
     if args.response_format != "text":
-        kw["response_format"] = response_format_for(steps, args.response_format)
+        kw["response_format"] = response_format_for(steps, args.response_format, budget)
     for attempt in range(args.max_retries + 1):
         try:
             return client.chat.completions.create(**kw), attempt + 1
@@ -343,7 +349,7 @@ def select_oracle(client, args, rec):
     usage, requests, problem = {"prompt_tokens": 0, "completion_tokens": 0}, 0, None
     for _ in range(args.parse_retries + 1):
         try:
-            resp, n = complete(client, args, prompt, steps)
+            resp, n = complete(client, args, prompt, steps, k)
         except ItemError as e:
             raise ItemError(f"{e}" + (f" (after {requests} earlier requests)" if requests else ""), usage) from None
         requests += n

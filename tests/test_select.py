@@ -139,9 +139,25 @@ def test_parse_json():
     assert kept == [9, 3] and plan == "p" and drop == {"not_a_step": 1, "duplicate": 1, "over_budget": 1}
     assert reasons == [{"index": 9, "category": "Self Correction", "reason": "r9"},
                        {"index": 3, "category": "Plan Creation", "reason": "r3"}]
+    # a raw newline inside a string (small local models write them) is not a reason to fail the item
+    raw = '{"plan": "line 1\nline 2", "critical_steps": [{"index": 3, "category": "Critical Action", "reason": "a\tb"}]}'
+    assert sel.parse_json_answer(raw, STEPS, 2)[0] == [3]
     for bad in ['{"plan": "x"', '{"plan": "x"}', '{"critical_steps": [{"index": 1}]}', "[3, 5]"]:
         with pytest.raises(sel.ParseError):
             sel.parse_json_answer(bad, STEPS, 2)
+
+
+def test_json_schema_bounds_indices_items_and_strings():
+    """The schema lets a constrained decoder name only steps, 1..budget of them; llama.cpp's form also bounds the
+    strings (OpenAI's strict mode rejects maxLength, so its form must not carry it)."""
+    for kind in ("json", "json_object"):
+        fmt = sel.response_format_for(STEPS, kind, 2)
+        schema = fmt["json_schema"]["schema"] if kind == "json" else fmt["schema"]
+        crit = schema["properties"]["critical_steps"]
+        assert crit["minItems"] == 1 and crit["maxItems"] == 2
+        assert crit["items"]["properties"]["index"]["enum"] == list(STEPS)
+        has_max_length = "maxLength" in json.dumps(schema)
+        assert has_max_length == (kind == "json_object")
 
 
 def test_parse_every_server_style_and_synonym():
