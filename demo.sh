@@ -227,7 +227,7 @@ fi
 
 # ---- 7. the report
 report() {
-    $PY evaluate.py --report "$OUT"/results/*.jsonl --report-png "$OUT/table1.png"
+    $PY evaluate.py --report "$OUT"/results/*.jsonl --report-png "$OUT/table1.png" --held-out "${HELDOUT_ENVS// /,}"
 }
 stage report report
 printf 'total\t%s\n' "$(( $(date +%s) - T_START ))" >> "$TIMINGS"

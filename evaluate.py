@@ -73,6 +73,8 @@ def get_args(argv=None):
     # ---- report
     ap.add_argument("--report", nargs="+", default=None, help="result files (globs ok): print Table 1 and stop")
     ap.add_argument("--report-png", default="results/table1.png", help="where --report saves the bar chart")
+    ap.add_argument("--held-out", default=None, help="--report: comma-separated envs to show as held-out (default: "
+                    "the paper's academia, sheet, jericho, pddl); every other env is held-in")
     args = ap.parse_args(argv)
     if args.report is None and (args.env is None or args.output is None):
         ap.error("--env and --output are required (or use --report FILES)")
@@ -237,14 +239,16 @@ def report(args):
     table = {}
     for label, envs in by.items():
         table[label] = {env: score(env, rows) for env, rows in envs.items()}
-    cols = HELD_IN + ["avg_in"] + HELD_OUT + ["avg_out"]
-    head = [COLUMN.get(c, "AVG") for c in cols]
+    held_out = args.held_out.split(",") if args.held_out else HELD_OUT
+    held_in = [e for e in HELD_IN + HELD_OUT if e not in held_out]
+    cols = held_in + ["avg_in"] + held_out + ["avg_out"]
+    head = ["AVG" if c.startswith("avg_") else COLUMN.get(c, c) for c in cols]
     width = max(12, max(len(label) for label in table) + 2)
-    print(f"{'':{width}}" + f"{'held-in':^{10 * (len(HELD_IN) + 1)}}" + f"{'held-out':^{10 * (len(HELD_OUT) + 1)}}")
+    print(f"{'':{width}}" + f"{'held-in':^{10 * (len(held_in) + 1)}}" + f"{'held-out':^{10 * (len(held_out) + 1)}}")
     print(f"{'Model':{width}}" + "".join(f"{h:>10}" for h in head))
     for label, s in table.items():
         cells = []
-        for group, avg in ((HELD_IN, "avg_in"), (HELD_OUT, "avg_out")):
+        for group, avg in ((held_in, "avg_in"), (held_out, "avg_out")):
             vals = [s[e] for e in group if e in s]
             s[avg] = sum(vals) / len(vals) if vals else None
         for c in cols:
@@ -258,13 +262,13 @@ def report(args):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    envs = [e for e in HELD_IN + HELD_OUT if any(e in s for s in table.values())]
+    envs = [e for e in held_in + held_out if any(e in s for s in table.values())]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(envs) + 2), 4))
     w = 0.8 / len(table)
     for k, (label, s) in enumerate(table.items()):
         ax.bar([i + k * w for i in range(len(envs))], [s.get(e) or 0 for e in envs], w, label=label)
     ax.set_xticks([i + w * (len(table) - 1) / 2 for i in range(len(envs))])
-    ax.set_xticklabels([COLUMN[e] + ("*" if e in HELD_OUT else "") for e in envs], rotation=30)
+    ax.set_xticklabels([COLUMN.get(e, e) + ("*" if e in held_out else "") for e in envs], rotation=30)
     ax.set_ylabel("score (0-100)")
     ax.set_title("held-in and held-out (*) environments")
     ax.legend(fontsize=8)

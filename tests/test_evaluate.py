@@ -130,6 +130,11 @@ def test_report_layout_and_metrics(tmp_path, capsys):
     assert table["m2"]["maze"] == 100.0 and table["m2"]["avg_out"] is None
     out = capsys.readouterr().out
     assert "held-in" in out and "held-out" in out and "Academic" in out and "Webshop" in out
+    # --held-out moves babyai (trained on nothing, say) to the held-out average and sheet to the held-in one
+    moved = evaluate.report(evaluate.get_args(["--report", str(path), "--report-png", str(tmp_path / "q.png"),
+                                               "--held-out", "babyai"]))
+    assert moved["m1"]["avg_out"] == pytest.approx(40.0)
+    assert moved["m1"]["avg_in"] == pytest.approx((50.0 + 25.0) / 2)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"item_id": "x"}\n')
     with pytest.raises(SystemExit, match="line 1: not a result line"):
