@@ -101,8 +101,8 @@ for label, envs in rows.items():
     print(f"  {label:12} " + ", ".join(f"{e}: {sum(r['success'] for r in rs)}/{len(rs)} solved"
                                       for e, rs in sorted(envs.items())))
 print(f"  !! {args.n_eval or '?'} test tasks per env: far too few to compare methods (the paper: hundreds per env); "
-      "evaluate.py --report lays the columns out as the paper's Table 1, where all four built-in envs are "
-      f"held-in; in this demo only {', '.join(args.train_envs)} was trained on")
+      f"only {', '.join(args.train_envs)} was trained on (the report's held-in columns; "
+      f"{', '.join(args.heldout_envs)} held-out via evaluate.py --held-out)")
 
 # ---- warnings, time, artifacts
 warn = os.path.join(out, "warnings.txt")
