@@ -333,3 +333,111 @@ def trim_after_last_loss(tokenized):
     influences the predictions of later tokens, so the dropped tail changes neither the loss nor the gradients."""
     n = tokenized["n_keep"]
     return tokenized["input_ids"][:n], tokenized["labels"][:n]
+
+
+# ----------------------------------------------------------------------------- one writer per output, settings kept
+# Every stage that appends to an output (select, perplexity, value_estimate, evaluate) and train.py's output folder
+# hold a lock for the whole run, and keep the settings that made the output beside it. Standard library only.
+
+class OutputBusy(RuntimeError):
+    """Another live process writes the same output."""
+
+
+def lock_output(path):
+    """Take the one-writer lock of output `path` (a file or train.py's folder) for this process and return the
+    open lock file; keep a reference for as long as the run writes (the lock goes with the process).
+
+    The lock is an flock on `<path>.lock` (a folder: `<path>/.lock`), which the kernel drops when its process dies,
+    so a lock a killed run left behind never blocks the next one. The file holds the holder's pid and command line,
+    so that the refusal can name the other process. Raises OutputBusy naming it."""
+    import fcntl
+    import sys
+    lock_path = os.path.join(path, ".lock") if os.path.isdir(path) else f"{path}.lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    f = open(lock_path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise OutputBusy(f"{path}: another run is writing this output ({holder}); wait for it to finish or stop it "
+                         f"(a lock left by a killed run does not block)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}")
+    f.flush()
+    return f
+
+
+SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def public_config(config):
+    """`config` (a dict of settings) without secrets: a setting whose name holds key/token/secret/password and
+    whose value is a string is replaced by `<name>_set: true|false` (whether one was given), never its value."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, str) and any(w in k.lower() for w in SECRET_WORDS) and not k.lower().endswith("tokens"):
+            out[f"{k}_set"] = bool(v) and v != "EMPTY"
+        else:
+            out[k] = v
+    return out
+
+
+def keep_config(path, config, compare, force=False, flag="--force"):
+    """Write the settings `config` of a run to `path` (JSON, secrets removed), after checking them against the
+    settings saved there by an earlier run into the same output: if any key named in `compare` differs, raise
+    RecordError naming each difference, unless `force` (the caller's `flag` says so). Returns the config written."""
+    config = public_config(config)
+    if os.path.exists(path) and not force:
+        try:
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+        except (OSError, ValueError) as e:
+            raise RecordError(f"{path}: cannot read the settings of the earlier run ({e}); remove it or pass {flag}")
+        diff = [f"{k}: {old.get(k)!r} before, {config.get(k)!r} now" for k in compare
+                if k in old and old.get(k) != config.get(k)]
+        if diff:
+            raise RecordError(f"{path}: the output holds a run with other settings ({'; '.join(diff)}); write to "
+                              f"another output, or pass {flag} to mix them")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1, default=str)
+    os.replace(tmp, path)
+    return config
+
+
+# ----------------------------------------------------------------------------- compute dtype (train, perplexity, hf)
+
+def cpu_has_native_bf16():
+    """True when this CPU multiplies bf16 natively (AVX512_BF16 or AMX-BF16 on x86, BF16 on Arm): only there is
+    bf16 compute faster than fp32 on the CPU (an AVX2-only CPU emulates it and runs slower)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = set()
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags |= set(line.split(":", 1)[1].split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_dtype(name, device_type):
+    """(torch dtype, reason) for `--dtype auto|bfloat16|float32` on `device_type` ("cuda" or "cpu"). auto: bf16 on
+    a GPU that supports it, bf16 on a CPU with native bf16 matmul, float32 otherwise."""
+    import torch
+    if name in ("bfloat16", "bf16"):
+        return torch.bfloat16, "asked for"
+    if name in ("float32", "fp32"):
+        return torch.float32, "asked for"
+    if name != "auto":
+        raise ValueError(f"--dtype {name!r}: expected auto, bfloat16 or float32")
+    if device_type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "auto: the GPU supports bf16"
+        return torch.float32, "auto: the GPU has no bf16"
+    if cpu_has_native_bf16():
+        return torch.bfloat16, "auto: the CPU has native bf16 matmul (avx512_bf16/amx_bf16)"
+    return torch.float32, "auto: the CPU has no native bf16 matmul (no avx512_bf16/amx_bf16), fp32 is faster"
