@@ -27,26 +27,18 @@ with exponential backoff; an answer that names no usable step is asked again (--
 the errors file: an item never gets a made-up selection. Named indices that are not steps, repeats and those past
 the budget are dropped (the first k kept) and counted in the record and in the final summary.
 """
-# ---- guard: this file shadows the standard-library module `select`.
-# Python puts a script's folder first on sys.path, so from the project root `import select` (done inside
-# socket, subprocess, asyncio, torch, ...) finds this file instead of the real module. When that happens we
-# load the real `select` from the rest of sys.path, put it in sys.modules under its name (the import system
-# returns whatever sys.modules holds once the module has run), and stop here.
+# ---- guard: from the project root `import select` (done by socket, subprocess, asyncio, torch, ...) finds this file
+# instead of the standard-library module. Then load the real one from the rest of sys.path, hand it over in
+# sys.modules, and run nothing of the stage (below the imports, the module only defines functions and constants).
 if __name__ == "select":
     import importlib.machinery, importlib.util, os, sys
-    _here = os.path.dirname(os.path.abspath(__file__))
-    _path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    _spec = importlib.machinery.PathFinder.find_spec("select", _path)
-    _real = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_real)
+    _spec = importlib.machinery.PathFinder.find_spec("select", [p for p in sys.path if os.path.abspath(p or ".") !=
+                                                                os.path.dirname(os.path.abspath(__file__))])
+    _spec.loader.exec_module(_real := importlib.util.module_from_spec(_spec))
     sys.modules["select"] = _real
 else:
-    # The stage's imports, when this file is run or imported under another name (the tests do). Below, the
-    # module only defines functions and constants made of literals: under the name `select` they are defined
-    # into the discarded module and nothing runs, so the guard stays cheap and safe mid-import of torch & co.
     import argparse
     import collections
-    import concurrent.futures
     import json
     import os
     import random
@@ -284,14 +276,15 @@ def parse_json_answer(answer, steps, budget):
 # ----------------------------------------------------------------------------- talking to the oracle
 
 class ItemError(Exception):
-    """This trajectory failed (after retries); it goes to the errors file and is retried by the next run."""
-    def __init__(self, message, usage=None):
+    """This trajectory failed (after retries); it goes to the errors file and is retried by the next run.
+    `unreachable`: it failed because no connection to the server could be made."""
+    def __init__(self, message, usage=None, unreachable=False):
         super().__init__(message)
-        self.usage = usage
+        self.usage, self.unreachable = usage, unreachable
 
 
 class FatalError(Exception):
-    """No request can succeed (bad key, unknown model, no quota): the run stops."""
+    """No request can succeed (bad key, unknown model, no quota, no server): the run stops."""
 
 
 def redact(text):
@@ -337,7 +330,34 @@ def complete(client, args, prompt, steps, budget):
             err = e
         if attempt < args.max_retries:
             time.sleep(backoff_delay(attempt, err, args.backoff))
-    raise ItemError(f"gave up after {args.max_retries + 1} requests: {type(err).__name__}: {redact(err)}")
+    unreachable = isinstance(err, openai.APIConnectionError) and not isinstance(err, openai.APITimeoutError)
+    raise ItemError(f"gave up after {args.max_retries + 1} requests: {type(err).__name__}: {redact(err)}",
+                    unreachable=unreachable)
+
+
+def reply_of(resp):
+    """(answer text, finish_reason, usage) of a chat completion. A reply of another shape (an HTML page or a cut-off
+    body behind a 200, no choices, `content` that is neither text nor a list of text parts) is a ParseError: the
+    item is asked again, then goes to the errors file."""
+    if isinstance(resp, str):  # the SDK hands back the body as text when it is not JSON
+        raise ParseError(f"the reply is not a JSON chat completion but {resp[:80]!r}")
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise ParseError("the reply has no choices")
+    choice = choices[0]
+    content = getattr(getattr(choice, "message", None), "content", None)
+    if isinstance(content, list):  # content parts, as some servers send: their text, in order
+        parts = [p.get("text") if isinstance(p, dict) else getattr(p, "text", None) for p in content]
+        content = "".join(parts) if all(isinstance(t, str) for t in parts) else None
+        if content is None:
+            raise ParseError("the reply's content is a list that is not made of text parts")
+    if content is not None and not isinstance(content, str):
+        raise ParseError(f"the reply's content is a {type(content).__name__}, not text")
+    usage = {}
+    for name in ("prompt_tokens", "completion_tokens"):
+        n = getattr(getattr(resp, "usage", None), name, None)
+        usage[name] = n if isinstance(n, int) and not isinstance(n, bool) else 0
+    return content or "", getattr(choice, "finish_reason", None), usage
 
 
 def select_oracle(client, args, rec):
@@ -351,22 +371,27 @@ def select_oracle(client, args, rec):
         try:
             resp, n = complete(client, args, prompt, steps, k)
         except ItemError as e:
-            raise ItemError(f"{e}" + (f" (after {requests} earlier requests)" if requests else ""), usage) from None
+            raise ItemError(f"{e}" + (f" (after {requests} earlier requests)" if requests else ""), usage,
+                            e.unreachable) from None
+        except ValueError as e:  # a 200 whose JSON body the SDK cannot read (cut off, not JSON)
+            requests += 1
+            problem = f"the reply is not JSON ({type(e).__name__}: {e})"
+            continue
         requests += n
-        if resp.usage is not None:
-            usage["prompt_tokens"] += resp.usage.prompt_tokens or 0
-            usage["completion_tokens"] += resp.usage.completion_tokens or 0
-        answer = (resp.choices[0].message.content or "") if resp.choices else ""
+        answer, finish = "", None
         try:
+            answer, finish, got = reply_of(resp)
+            for name in usage:
+                usage[name] += got[name]
             kept, reasons, plan, dropped = parse(answer, steps, k)
         except ParseError as e:
-            cut = resp.choices and resp.choices[0].finish_reason == "length"
-            problem = f"{e}{' (cut at --max-tokens)' if cut else ''}; answer began {answer[:160]!r}"
+            cut = " (cut at --max-tokens)" if finish == "length" else ""
+            problem = f"{e}{cut}; answer began {answer[:160]!r}"
             continue
         return trajectory.with_selection(rec, kept, {
-            "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model, "served_by": resp.model,
-            "response_format": args.response_format, "plan": plan, "reasons": reasons, "dropped": dropped,
-            "usage": usage, "attempts": requests, "answer": answer})
+            "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model,
+            "served_by": getattr(resp, "model", None), "response_format": args.response_format, "plan": plan,
+            "reasons": reasons, "dropped": dropped, "usage": usage, "attempts": requests, "answer": answer})
     raise ItemError(f"unparsable after {args.parse_retries + 1} answers ({requests} requests): {redact(problem)}",
                     usage)
 
@@ -404,6 +429,8 @@ def get_args(argv=None):
     # ---- data
     p.add_argument("--input", required=True, help="AgentTraj-L as published (a JSON list) or JSONL records")
     p.add_argument("--output", required=True, help="JSONL output, appended record by record; rerun to resume")
+    p.add_argument("--force", action="store_true",
+                   help="write into an output made with other settings (method, ratio, model, seed, reference)")
     # ---- selection
     p.add_argument("--method", choices=["oracle", "random", "complement"], default="oracle",
                    help="oracle: the paper's LLM selector; random (Table 3) and complement (Table 2): ablations")
@@ -428,19 +455,32 @@ def get_args(argv=None):
     # ---- cost
     p.add_argument("--dry-run", action="store_true", help="print requests, prompt tokens and cost; send nothing")
     p.add_argument("--price", help="USD per 1M input,output tokens for the estimate, e.g. 2.5,10 (default: table)")
-    args = p.parse_args(argv)
-    if not 0 < args.ratio <= 1:
-        p.error(f"--ratio must be in (0, 1], got {args.ratio}")
+    return p.parse_args(argv)
+
+
+def check_args(args):
+    """Refuse settings that make no sense (ValueError), before anything is read or sent."""
+    if not 0 < args.ratio <= 1:  # also refuses nan
+        raise ValueError(f"--ratio must be in (0, 1], got {args.ratio}")
     if args.method == "complement" and not args.reference:
-        p.error("--method complement needs --reference (an earlier output of select.py)")
-    if args.concurrency < 1:
-        p.error("--concurrency must be at least 1")
-    try:
-        args.price = args.price and [float(x) for x in args.price.split(",")]
-        assert args.price is None or len(args.price) == 2
-    except (ValueError, AssertionError):
-        p.error(f"--price takes two numbers, USD per 1M input and output tokens, e.g. 2.5,10; got {args.price!r}")
-    return args
+        raise ValueError("--method complement needs --reference (an earlier output of select.py)")
+    for flag, value, low in [("--concurrency", args.concurrency, 1), ("--max-tokens", args.max_tokens, 1),
+                             ("--max-retries", args.max_retries, 0), ("--parse-retries", args.parse_retries, 0)]:
+        if value < low:
+            raise ValueError(f"{flag} must be at least {low}, got {value}")
+    if not args.timeout > 0 or not 0 <= args.backoff < float("inf"):
+        raise ValueError(f"--timeout must be positive and --backoff a number of seconds >= 0, got {args.timeout} "
+                         f"and {args.backoff}")
+    if args.price is not None:
+        try:
+            price = [float(x) for x in args.price.split(",")]
+        except ValueError:
+            price = []
+        if len(price) != 2 or not all(0 <= x < float("inf") for x in price):
+            raise ValueError(f"--price takes two numbers, USD per 1M input and output tokens, e.g. 2.5,10; "
+                             f"got {args.price!r}")
+        args.price = price
+    trajectory.check_output(args.output, [args.input, args.reference])
 
 
 def count_tokens(model):
@@ -489,133 +529,170 @@ def read_done(path):
     return done
 
 
-def main(argv=None):
-    args = get_args(argv)
+def load_inputs(args):
+    """The records to select and, for complement, the reference selections by item_id (RecordError if bad)."""
+    records = trajectory.read_records(args.input)
+    if args.method != "complement":
+        return records, {}
+    refs = {r["item_id"]: r for r in trajectory.read_records(args.reference)}
+    for n, rec in enumerate(records, 1):
+        ref = refs.get(rec["item_id"])
+        if ref is not None and "critical_steps" not in ref:
+            raise trajectory.RecordError(f"{args.reference}: item_id {rec['item_id']!r} has no 'critical_steps': "
+                                         f"not an output of a selector")
+        if ref is not None and trajectory.step_indices(ref) != trajectory.step_indices(rec):
+            raise trajectory.RecordError(
+                f"{args.reference}: item_id {rec['item_id']!r} has steps {trajectory.step_indices(ref)} "
+                f"but {args.input} record {n} has {trajectory.step_indices(rec)}: not a selection of it")
+    return records, refs
+
+
+def make_client(args):
+    """The OpenAI client (None for the ablations), after one GET /models: a server that cannot be reached or
+    refuses the key stops the run here, before any output is made. ValueError with one line if so."""
+    if args.method != "oracle":
+        return None
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key and not args.base_url:
+        raise ValueError("set OPENAI_API_KEY (or pass --base-url for a local server that needs no key)")
+    if key:
+        SECRETS.append(key)
+    import openai
+    # the SDK's own retries are off: complete() retries, so the attempts it counts are the real ones
+    client = openai.OpenAI(api_key=key or "no-key", base_url=args.base_url, timeout=args.timeout, max_retries=0)
     try:
-        records = trajectory.read_records(args.input)
-        refs = {}
-        if args.method == "complement":
-            refs = {r["item_id"]: r for r in trajectory.read_records(args.reference)}
-            for n, rec in enumerate(records, 1):
-                ref = refs.get(rec["item_id"])
-                if ref is not None and "critical_steps" not in ref:
-                    raise trajectory.RecordError(f"{args.reference}: item_id {rec['item_id']!r} has no "
-                                                 f"'critical_steps': not an output of a selector")
-                if ref is not None and trajectory.step_indices(ref) != trajectory.step_indices(rec):
-                    raise trajectory.RecordError(
-                        f"{args.reference}: item_id {rec['item_id']!r} has steps {trajectory.step_indices(ref)} "
-                        f"but {args.input} record {n} has {trajectory.step_indices(rec)}: not a selection of it")
-    except trajectory.RecordError as e:
-        sys.exit(f"select.py: bad input: {e}")
+        client.with_options(timeout=min(args.timeout, 30.0)).models.list()
+    except openai.APITimeoutError:
+        pass  # a busy server: the requests will tell
+    except openai.APIConnectionError as e:
+        raise ValueError(f"cannot reach {args.base_url or 'OpenAI'}: {redact(e.__cause__ or e)}") from None
+    except openai.APIStatusError as e:
+        if e.status_code in (401, 403):
+            raise ValueError(f"HTTP {e.status_code} from {args.base_url or 'OpenAI'}: {redact(e.message)}") from None
+    except Exception:
+        pass  # a server without /models (or with an odd answer there): the requests will tell
+    return client
 
-    if args.dry_run:
-        done = read_done(args.output)
-        todo = [r for r in records if r["item_id"] not in done]
-        return dry_run(args, todo, len(records) - len(todo))
 
-    client = None
+def open_output(args, client):
+    """Lock the output for this process, check and keep the settings beside it, and open it for appending:
+    (lock, done item_ids, output file, errors file)."""
+    lock = trajectory.lock_output(args.output)
+    config = {k: v for k, v in vars(args).items() if k != "force"}
+    config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # saved as api_key_set, never as is
+    compare = {"oracle": ["method", "ratio", "model"], "random": ["method", "ratio", "seed"],
+               "complement": ["method", "reference", "seed"]}[args.method]
+    trajectory.keep_config(args.output + ".config.json", config, compare, args.force)
+    done, out = trajectory.open_resumable(args.output)
+    # this run's failures only; a reason that cannot be written as UTF-8 is escaped rather than lost
+    errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8", errors="backslashreplace")
+    return lock, done, out, errors
+
+
+def select_one(args, client, rec, ref):
     if args.method == "oracle":
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key and not args.base_url:
-            sys.exit("select.py: set OPENAI_API_KEY (or pass --base-url for a local server that needs no key)")
-        if key:
-            SECRETS.append(key)
-        key = key or "no-key"  # vLLM / llama.cpp servers accept any key unless started with one
-        import openai
-        # the SDK's own retries are off: complete() retries, so the attempts it counts are the real ones
-        client = openai.OpenAI(api_key=key, base_url=args.base_url, timeout=args.timeout, max_retries=0)
+        return select_oracle(client, args, rec)
+    if args.method == "random":
+        return select_random(args, rec)
+    return select_complement(args, rec, ref)
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    out_lock = open(args.output, "a")  # an flock on the output, held (and referenced) for the whole run
-    try:
-        import fcntl  # two runs appending to one output would select (and pay for) items twice
-        fcntl.flock(out_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:
-        pass
-    except OSError:
-        sys.exit(f"select.py: another select.py is writing {args.output}")
-    try:
-        done, out = trajectory.open_resumable(args.output)
-    except trajectory.RecordError as e:
-        sys.exit(f"select.py: bad output file: {e}")
-    todo = [r for r in records if r["item_id"] not in done]
-    skipped = len(records) - len(todo)
-    errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8")  # this run's failures only
-    with open(args.output + ".config.json", "w") as f:
-        json.dump(vars(args), f, indent=1)  # the resolved config (never the key)
-    print(f"select.py: {args.method}, {len(records)} trajectories in {args.input}: {skipped} already done in "
-          f"{args.output}, {len(todo)} to select" + (f" with {args.model} at {args.base_url or 'OpenAI'}, "
-                                                      f"{args.concurrency} in flight" if client else ""))
 
+def run_pool(work, items, threads):
+    """work(item) for every item on `threads` daemon threads; returns the FatalError that stopped them, or None.
+    Daemon threads, so that a stop never waits for the requests in flight (their items are simply redone)."""
+    items, take, stop, fatal = iter(items), threading.Lock(), threading.Event(), []
+
+    def worker():
+        while not stop.is_set():
+            with take:
+                item = next(items, None)
+            if item is None:
+                return
+            try:
+                work(item)
+            except FatalError as e:
+                fatal.append(e)
+                stop.set()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    try:
+        while not stop.is_set() and any(t.is_alive() for t in pool):
+            stop.wait(0.05)
+    finally:
+        stop.set()  # also on Ctrl-C: no worker takes another item
+    return fatal[0] if fatal else None
+
+
+def select_all(args, client, todo, refs, out, errors):
+    """Select every item of `todo`, each written (or sent to the errors file with its reason) by its own worker
+    the moment it is done. An item can only fail alone: any exception while selecting, checking or writing it
+    puts it in the errors file. Returns (stats, FatalError or None)."""
     stats = {"done": 0, "failed": 0, "share": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "short_by": 0,
-             "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter()}
+             "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter(),
+             "unreachable_in_a_row": 0}
+    write_lock, stopped = threading.Lock(), threading.Event()
+    bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
 
-    def record(item_id, rec, err):
-        """Append one finished item to the output or the errors file, and count it (under `write_lock`)."""
+    def count(rec, err):
         usage = rec["selection"].get("usage") if rec else getattr(err, "usage", None)
         stats["prompt_tokens"] += (usage or {}).get("prompt_tokens", 0)
         stats["completion_tokens"] += (usage or {}).get("completion_tokens", 0)
-        if rec is not None:
-            trajectory.append_record(out, rec)
-            sel = rec["selection"]
-            stats["done"] += 1
-            stats["share"] += len(rec["critical_steps"]) / len(rec["steps"])
-            stats["requests"] += sel.get("attempts", 0)
-            stats["short_by"] += sel.get("short_by", 0)
-            stats["dropped"].update(sel.get("dropped", {}))
-            stats["categories"].update(str(r["category"]) for r in sel.get("reasons", []))
-        else:
+        if rec is None:
             stats["failed"] += 1
-            errors.write(json.dumps({"item_id": item_id, "reason": redact(err)}, ensure_ascii=False) + "\n")
-            errors.flush()
-        bar.update(1)
-        bar.set_postfix(failed=stats["failed"], refresh=False)
+            stats["unreachable_in_a_row"] = stats["unreachable_in_a_row"] + 1 if err.unreachable else 0
+            return
+        sel = rec["selection"]
+        stats["done"] += 1
+        stats["unreachable_in_a_row"] = 0
+        stats["share"] += len(rec["critical_steps"]) / len(rec["steps"])
+        stats["requests"] += sel.get("attempts", 0)
+        stats["short_by"] += sel.get("short_by", 0)
+        stats["dropped"].update(sel.get("dropped", {}))
+        stats["categories"].update(str(r.get("category")) for r in sel.get("reasons", []))
 
     def work(rec):
-        """Select one item and write it at once, from the worker thread: a kill then loses only what is in flight."""
         out_rec, err = None, None
         try:
-            if args.method == "oracle":
-                out_rec = select_oracle(client, args, rec)
-            elif args.method == "random":
-                out_rec = select_random(args, rec)
-            else:
-                out_rec = select_complement(args, rec, refs.get(rec["item_id"]))
+            out_rec = select_one(args, client, rec, refs.get(rec["item_id"]))
+            trajectory.validate_record(out_rec, "the selected record")
+        except FatalError:
+            raise
         except ItemError as e:
             err = e
+        except Exception as e:  # anything else that goes wrong with this one item (a bug, an odd reply)
+            out_rec, err = None, ItemError(f"{type(e).__name__}: {e}")
         with write_lock:
-            record(rec["item_id"], out_rec, err)
+            if stopped.is_set():
+                return  # the run is stopping: nothing more is written
+            try:
+                if out_rec is not None:
+                    trajectory.append_record(out, out_rec)
+            except Exception as e:
+                out_rec, err = None, ItemError(f"could not be written: {type(e).__name__}: {e}")
+            if out_rec is None:
+                errors.write(json.dumps({"item_id": rec["item_id"], "reason": redact(err)}, ensure_ascii=False)
+                             + "\n")
+                errors.flush()
+            count(out_rec, err)
+            bar.update(1)
+            bar.set_postfix(failed=stats["failed"], refresh=False)
+            if stats["unreachable_in_a_row"] >= max(4, 2 * args.concurrency):
+                raise FatalError(f"the last {stats['unreachable_in_a_row']} items could not reach "
+                                 f"{args.base_url or 'OpenAI'} ({redact(err)})")
 
-    write_lock = threading.Lock()
-    t0 = time.time()
-    bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
-    pool = None
     try:
-        if client is None:
-            for rec in todo:
-                work(rec)
-        else:
-            # every item is queued at once; the workers write their own results, so this thread only waits,
-            # waking for the end or for the first exception a worker did not handle (FatalError)
-            pool = concurrent.futures.ThreadPoolExecutor(args.concurrency)
-            futures = [pool.submit(work, rec) for rec in todo]
-            finished, _ = concurrent.futures.wait(futures, return_when="FIRST_EXCEPTION")
-            for fut in finished:
-                fut.result()  # raises FatalError
-    except (FatalError, KeyboardInterrupt) as e:
-        # leave at once, without waiting for the requests in flight (they would fail the same way, or their items
-        # are simply selected again by the next run), but never in the middle of writing a record
-        write_lock.acquire(timeout=10)
-        bar.close()
-        print(f"select.py: stopped: {e}" if isinstance(e, FatalError) else
-              "select.py: interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
-        os._exit(1 if isinstance(e, FatalError) else 130)
+        fatal = run_pool(work, todo, args.concurrency if client else 1)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-    bar.close()
-    elapsed = time.time() - t0
+        write_lock.acquire(timeout=10)  # never leave in the middle of writing a record
+        stopped.set()
+        write_lock.release()
+        bar.close()
+    return stats, fatal
 
+
+def summarise(args, client, stats, skipped, elapsed):
     n = stats["done"]
     print(f"done {n}, failed {stats['failed']}, skipped {skipped} (already in {args.output})")
     if n:
@@ -630,9 +707,42 @@ def main(argv=None):
         print(f"complement short by {stats['short_by']} steps in all (the reference left too few unpicked)")
     print(f"throughput: {n + stats['failed']} trajectories in {elapsed:.2f}s = "
           f"{(n + stats['failed']) / max(elapsed, 1e-9):.1f}/s")
+
+
+def main(argv=None):
+    args = get_args(argv)
+    try:  # every refusal is one line, and leaves nothing behind but the lock file
+        check_args(args)
+        records, refs = load_inputs(args)
+        if args.dry_run:
+            done = read_done(args.output)
+            todo = [r for r in records if r["item_id"] not in done]
+            return dry_run(args, todo, len(records) - len(todo))
+        client = make_client(args)
+        lock, done, out, errors = open_output(args, client)
+    except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
+        raise SystemExit(f"select.py: {redact(e)}") from None
+    todo = [r for r in records if r["item_id"] not in done]
+    skipped = len(records) - len(todo)
+    print(f"select.py: {args.method}, {len(records)} trajectories in {args.input}: {skipped} already done in "
+          f"{args.output}, {len(todo)} to select" + (f" with {args.model} at {args.base_url or 'OpenAI'}, "
+                                                      f"{args.concurrency} in flight" if client else ""))
+    t0 = time.time()
+    try:
+        stats, fatal = select_all(args, client, todo, refs, out, errors)
+    except KeyboardInterrupt:
+        print("select.py: interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    finally:
+        out.close()
+        errors.close()
+        lock.close()
+    if fatal is not None:
+        raise SystemExit(f"select.py: stopped: {fatal}")
+    summarise(args, client, stats, skipped, time.time() - t0)
     if stats["failed"]:
-        sys.exit(f"select.py: {stats['failed']} trajectories failed, reasons in {args.output}.errors.jsonl; "
-                 f"rerun the same command to retry them")
+        raise SystemExit(f"select.py: {stats['failed']} trajectories failed, reasons in {args.output}.errors.jsonl; "
+                         f"rerun the same command to retry them")
 
 
 if __name__ == "__main__":

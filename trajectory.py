@@ -34,20 +34,71 @@ class RecordError(ValueError):
 
 # ----------------------------------------------------------------------------- reading and validation
 
-def _where(path, lineno, item_id=None):
-    where = f"{path}:{lineno}" if lineno else str(path)
-    return f"{where} (item_id {item_id!r})" if item_id is not None else where
+def _step_list(rec, key, where):
+    """rec[key] checked to be a sorted list of distinct integer indices (a bool is not an index: in Python `true` is
+    the integer 1, and "steps": [true, 3] would make the "Ok." acknowledgement a step)."""
+    value = rec[key]
+    if (not isinstance(value, list) or any(type(s) is not int for s in value)
+            or sorted(set(value)) != value):
+        raise RecordError(f"{where}: field '{key}' must be a sorted list of distinct integer turn indices, "
+                          f"got {json.dumps(value)[:80]}")
+    return value
+
+
+def _unencodable(rec):
+    """The path (e.g. "conversations[3].value") of the first string in `rec` that cannot be written as UTF-8 (a lone
+    surrogate such as "\\ud800", which JSON escapes can carry), or None. Walks without recursion."""
+    try:
+        json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    stack = [("", rec)]
+    while stack:
+        path, x = stack.pop()
+        if isinstance(x, str) and not _encodes(x):
+            return path or "value"
+        if isinstance(x, dict):
+            for k, v in x.items():
+                name = f"{path}.{k}" if path else str(k)
+                if not _encodes(k):
+                    return f"{path}.<key>" if path else "<key>"
+                stack.append((name, v))
+        elif isinstance(x, list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(x)]
+    return "a field"
+
+
+def _encodes(s):
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def validate_record(rec, where="record"):
-    """Raise RecordError naming `where` if `rec` is not a valid trajectory record; return it unchanged."""
+    """Raise RecordError naming `where` if `rec` is not a valid trajectory record; return it unchanged.
+
+    The record rule every stage relies on: roles alternate human, gpt, ...; a step is a gpt turn; `steps` (written
+    by a selector) are integer indices of gpt turns; without `critical_steps` the loss flags mark exactly the steps,
+    and in a selected record (one with `critical_steps`, a subset of `steps`) the loss flags mark exactly the
+    critical steps, so that a trainer (which reads the flags) and analyze.py (which reads `critical_steps`) see
+    the same selection. Every string must be encodable as UTF-8 (no lone surrogates)."""
     if not isinstance(rec, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
     item_id = rec.get("item_id")
     if item_id is None:
         raise RecordError(f"{where}: missing field 'item_id'")
     if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
-        raise RecordError(f"{where}: 'item_id' must be a string, got {item_id!r}")
+        raise RecordError(f"{where}: 'item_id' must be a string, got {json.dumps(item_id)[:80]}")
+    try:
+        bad = _unencodable(rec)
+    except RecursionError:
+        raise RecordError(f"{where}: nested too deeply") from None
+    if bad:
+        raise RecordError(f"{where}: field '{bad}' holds text that cannot be encoded as UTF-8 (a lone surrogate "
+                          f"such as \\ud800)")
     where = f"{where} (item_id {item_id!r})"
     conv = rec.get("conversations")
     if conv is None:
@@ -62,7 +113,7 @@ def validate_record(rec, where="record"):
                 raise RecordError(f"{where}: conversations[{i}] has no '{key}'")
         role = turn["from"]
         if role not in ROLES:
-            raise RecordError(f"{where}: conversations[{i}] has role {role!r}, expected 'human' or 'gpt'")
+            raise RecordError(f"{where}: conversations[{i}] has role {json.dumps(role)[:40]}, expected 'human' or 'gpt'")
         expected = ROLES[i % 2]
         if role != expected:
             raise RecordError(f"{where}: conversations[{i}] is {role!r} but roles must alternate "
@@ -70,40 +121,116 @@ def validate_record(rec, where="record"):
         if not isinstance(turn["value"], str) or not turn["value"].strip():
             raise RecordError(f"{where}: conversations[{i}] has an empty or non-string 'value'")
         loss = turn.get("loss")
-        if loss not in (None, False, True):
-            raise RecordError(f"{where}: conversations[{i}] has loss {loss!r}, expected null, false or true")
+        if loss is not None and not isinstance(loss, bool):
+            raise RecordError(f"{where}: conversations[{i}] has loss {json.dumps(loss)[:40]}, expected null, false "
+                              f"or true")
         if role == "human" and loss:
             raise RecordError(f"{where}: conversations[{i}] is a human turn with loss true")
-    steps = step_indices(rec)
+    flagged = loss_turns(rec)
+    if "steps" in rec:
+        steps = _step_list(rec, "steps", where)
+        bad = [s for s in steps if not (0 <= s < len(conv) and conv[s]["from"] == "gpt")]
+        if bad:
+            raise RecordError(f"{where}: field 'steps' names {bad}, which are not gpt turns of the conversation")
+    else:
+        steps = flagged
     if not steps:
         raise RecordError(f"{where}: no steps (no gpt turn has loss true)")
-    if "steps" in rec:
-        bad = [s for s in rec["steps"] if not (isinstance(s, int) and 0 <= s < len(conv) and s % 2 == 1)]
-        if bad or sorted(set(rec["steps"])) != rec["steps"]:
-            raise RecordError(f"{where}: 'steps' must be sorted distinct indices of gpt turns, got {rec['steps']}")
     if "critical_steps" in rec:
-        crit = rec["critical_steps"]
-        if not isinstance(crit, list) or not set(crit) <= set(steps) or sorted(set(crit)) != crit:
-            raise RecordError(f"{where}: 'critical_steps' must be sorted distinct members of 'steps', got {crit}")
+        if "steps" not in rec:
+            raise RecordError(f"{where}: a selected record (with 'critical_steps') needs 'steps', the steps of "
+                              f"its source")
+        crit = _step_list(rec, "critical_steps", where)
+        if not set(crit) <= set(steps):
+            raise RecordError(f"{where}: field 'critical_steps' names {sorted(set(crit) - set(steps))}, which are "
+                              f"not in 'steps' {steps}")
+        if flagged != crit:
+            raise RecordError(f"{where}: the loss flags mark turns {flagged} but field 'critical_steps' is {crit}: "
+                              f"a trainer would train other turns than the selection names")
+    elif flagged != steps:
+        raise RecordError(f"{where}: the loss flags mark turns {flagged} but field 'steps' is {steps}")
+    if "selection" in rec and not isinstance(rec["selection"], dict):
+        raise RecordError(f"{where}: field 'selection' must be an object")
     return rec
+
+
+def _decode(raw, path, lineno, kind="line"):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path}: {kind} {lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                          f"save the file as UTF-8") from None
+
+
+def _open_input(path):
+    """The input file opened for binary reading, with the problems that make it unreadable as a whole named."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise RecordError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise RecordError(f"{path}: is a directory, expected a JSONL file or a JSON list")
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read ({e.strerror})") from None
+    head = f.read(4)
+    f.seek(0)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+        f.close()
+        raise RecordError(f"{path}: line 1: the file is UTF-16 (or holds NUL bytes); save it as UTF-8")
+    if head[:3] == b"\xef\xbb\xbf":
+        f.seek(3)  # a UTF-8 byte-order mark, as some Windows editors write: harmless
+    return f
+
+
+def _loads(text, path, lineno, kind="line"):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        if kind == "line":  # one JSONL line: an error past its end (e.lineno 2) is at the end of the line
+            line, col = lineno, (f"column {e.colno}" if e.lineno == 1 else "the end of the line")
+        else:
+            line, col = e.lineno, f"column {e.colno}"
+        raise RecordError(f"{path}: line {line}: not valid JSON at {col} ({e.msg})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: line {lineno if kind == 'line' else _deep_line(text)}: JSON nested too deeply "
+                          f"to be a record") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise RecordError(f"{path}: line {lineno}: not a usable JSON value ({e})") from None
+
+
+def _deep_line(text, limit=500):
+    """The line where `text`'s JSON nesting first passes `limit` levels (to name it when json gives up)."""
+    depth, in_str, esc, line = 0, False, False, 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        if in_str:
+            esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    return line
 
 
 def iter_records(path, validate=True):
     """Yield (lineno, record) from a JSONL file or a JSON list (AgentTraj-L as published); lineno is the
-    1-based line of a JSONL file or the 1-based position in a JSON list. Duplicate item_ids are an error."""
+    1-based line of a JSONL file or the 1-based position in a JSON list. Duplicate item_ids are an error.
+    Every problem (unreadable file, bytes that are not UTF-8, bad JSON, a record that breaks the rule) is a
+    RecordError naming the file and the line or record."""
     path = str(path)
-    if not os.path.exists(path):
-        raise RecordError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
+    with _open_input(path) as f:
+        start = f.tell()
         head = f.read(4096).lstrip()
-        f.seek(0)
+        f.seek(start)
         seen = {}
-        if head.startswith("["):
-            try:
-                items = json.load(f)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-            numbered = ((n, rec) for n, rec in enumerate(items, 1))
+        if head.startswith(b"["):
+            numbered = enumerate(_json_list(f, path), 1)
             kind = "record"
         else:
             numbered = _jsonl_lines(f, path)
@@ -113,20 +240,31 @@ def iter_records(path, validate=True):
             if validate:
                 validate_record(rec, where)
             item_id = rec.get("item_id") if isinstance(rec, dict) else None
-            if item_id in seen:
+            if isinstance(item_id, (str, int)) and item_id in seen:
                 raise RecordError(f"{where}: duplicate item_id {item_id!r} (first at {kind} {seen[item_id]})")
             seen[item_id] = n
             yield n, rec
 
 
+def _json_list(f, path):
+    raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise RecordError(f"{path}: line {line}: not UTF-8 (byte {raw[e.start]:#04x}); save the file as UTF-8") \
+            from None
+    items = _loads(text, path, 1, kind="file")
+    if not isinstance(items, list):
+        raise RecordError(f"{path}: line 1: expected a JSON list of records or one record per line")
+    return items
+
+
 def _jsonl_lines(f, path):
-    for n, line in enumerate(f, 1):
-        if not line.strip():
+    for n, raw in enumerate(f, 1):
+        if not raw.strip():
             continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RecordError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        yield n, _loads(_decode(raw, path, n), path, n)
 
 
 def read_records(path, validate=True):
@@ -191,7 +329,7 @@ def open_resumable(path, key="item_id"):
     duplicated record. A broken line with more lines after it cannot come from a kill: that is an error, never a
     reason to cut off the good records behind it. Writers append one complete line per record with
     `append_record` and flush each time."""
-    path = str(path)
+    path = check_output(path)
     done = set()
     if os.path.exists(path):
         good = 0
@@ -204,7 +342,7 @@ def open_resumable(path, key="item_id"):
                     continue
                 try:
                     rec = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (ValueError, RecursionError):  # bad JSON, bytes that are not UTF-8, nesting
                     raise RecordError(f"{path}: line {n}: not a JSON record, and a kill can only cut the last "
                                       f"line; repair or remove it") from None
                 if not isinstance(rec, dict) or key not in rec:
@@ -214,9 +352,27 @@ def open_resumable(path, key="item_id"):
         if good != os.path.getsize(path):
             with open(path, "rb+") as f:
                 f.truncate(good)
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return done, open(path, "a", encoding="utf-8")
+
+
+def check_output(path, inputs=()):
+    """`path` as a usable output file: not a directory, not one of the `inputs` (appending to the file being read
+    would read its own output), its folder creatable. Raises RecordError naming the problem; returns str(path)."""
+    path = str(path)
+    if os.path.isdir(path):
+        raise RecordError(f"{path}: is a directory; the output is a JSONL file")
+    for other in inputs:
+        if other is not None and (os.path.realpath(path) == os.path.realpath(str(other)) or
+                                  (os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other))):
+            raise RecordError(f"{path}: the output is also an input ({other}); write to another file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise RecordError(f"{path}: {folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise RecordError(f"{path}: cannot create its folder ({e.strerror})") from None
+    return path
 
 
 def append_record(f, rec):
@@ -389,22 +545,32 @@ def keep_config(path, config, compare, force=False, flag="--force"):
     """Write the settings `config` of a run to `path` (JSON, secrets removed), after checking them against the
     settings saved there by an earlier run into the same output: if any key named in `compare` differs, raise
     RecordError naming each difference, unless `force` (the caller's `flag` says so). Returns the config written."""
+    config = check_config(path, config, compare, force, flag)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1, default=str)
+    os.replace(tmp, path)
+    return config
+
+
+def check_config(path, config, compare, force=False, flag="--force"):
+    """keep_config's check alone, writing nothing (a stage calls it before loading a model, and keep_config once
+    the run is sure to start, so that a refused run leaves no config behind). Returns public_config(config)."""
     config = public_config(config)
     if os.path.exists(path) and not force:
         try:
             with open(path, encoding="utf-8") as f:
                 old = json.load(f)
         except (OSError, ValueError) as e:
-            raise RecordError(f"{path}: cannot read the settings of the earlier run ({e}); remove it or pass {flag}")
+            raise RecordError(f"{path}: cannot read the settings of the earlier run ({e}); remove it or pass "
+                              f"{flag}") from None
+        if not isinstance(old, dict):
+            raise RecordError(f"{path}: not a settings object; remove it or pass {flag}")
         diff = [f"{k}: {old.get(k)!r} before, {config.get(k)!r} now" for k in compare
                 if k in old and old.get(k) != config.get(k)]
         if diff:
             raise RecordError(f"{path}: the output holds a run with other settings ({'; '.join(diff)}); write to "
                               f"another output, or pass {flag} to mix them")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1, default=str)
-    os.replace(tmp, path)
     return config
 
 
