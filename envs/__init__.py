@@ -1,5 +1,6 @@
-"""Environments for the agent-environment loop (agent.py): four built-in offline ones and an HTTP client for
-AgentGym's environment servers.
+"""Environments for the agent-environment loop (agent.py): the built-in offline ones and an HTTP client for
+AgentGym's environment servers. What a model sees and how its turn is read follow AgentGym's clients as of its
+first commit (f434743, 2024-06-06), kept in one place: envs/protocol.py.
 
     from envs import make_env
     env = make_env("maze")                                   # built-in, in-process, with a scripted expert
@@ -11,31 +12,32 @@ Every environment implements exactly this interface (the built-ins and envs.agen
     class XEnv:
         name: str                          # "babyai", "sciworld", "maze", "wordle", or an AgentGym name
         max_rounds: int                    # AgentGym's max rounds for the env (MAX_ROUNDS below)
-        def task_ids(self) -> Sequence[int]     # all valid task ids (a range for the built-ins)
-        ack: str                           # the gpt turn after the instruction, verbatim from the AgentGym client's
-                                           # conversation_start; for babyai, sciworld, maze and wordle it is
-                                           # "OK. I'll follow your instructions and try my best to solve the task."
-                                           # (agent.py falls back to ACK below when an env has no `ack`)
-        def instruction(self) -> str       # the first human turn: AgentGym's instruction prompt for this env,
-                                           # verbatim as in AgentTraj-L (the conversation is then
-                                           # instruction, ack, first observation, assistant, observation, ...)
+        def task_ids(self) -> Sequence[int]     # all valid task ids (None over HTTP: the server knows)
+        ack: str                           # the gpt turn after the instruction: protocol.ACK[name]
+        def instruction(self) -> str       # the first human turn: protocol.INSTRUCTION[name]
+                                           # (the conversation is then instruction, ack, first observation,
+                                           # assistant, observation, ...)
         def reset(self, task_id: int) -> str    # deterministic for a task id; returns the first observation
-                                                # (the human turn after "Ok.")
+                                                # (protocol.first_observation of the server's answers)
         def step(self, text: str) -> tuple[str, float, bool]
                                            # text = the whole assistant turn ("Thought: ...\nAction: ...");
-                                           # the env extracts the action the way AgentGym does (the part after
-                                           # "Action:"); an invalid or unparsable action gives an error
-                                           # observation (reward unchanged, not done) and NEVER an exception.
-                                           # returns (observation, reward, done); reward is the env's current
-                                           # score, the episode's reward is the last one returned.
+                                           # the action is protocol.parse_action(name, text), exactly as
+                                           # AgentGym's 2024 client sends it; an invalid or unparsable action
+                                           # gives the server's error observation and NEVER an exception.
+                                           # returns (observation, reward, done); reward is what the client
+                                           # reports (babyai/sciworld: the server's "score"), the episode's
+                                           # reward is the last one returned.
         def expert_turn(self) -> str       # the scripted expert's next turn from the current state:
                                            # "Thought: <short reason>\nAction: <action>" (built-ins only;
                                            # HTTP envs raise NotImplementedError)
-        def close(self)                    # free resources (server-side env, java process, ...)
+        def close(self)                    # free resources (the server-side env, java process, ...)
 
-Success: reward == 1 (reward == 100 for sciworld, reward > 0 for babyai); see `success()`. Built-in envs are constructed with no
-arguments; one instance runs one episode at a time (agent.py makes one instance per concurrent episode).
+Success: reward == 1 (reward == 100 for sciworld, reward > 0 for babyai); see `success()`. Built-in envs are
+constructed with no arguments; one instance runs one episode at a time (agent.py makes one instance per
+concurrent episode). Built-in names: BUILTIN, plus "textcraft" (envs/textcraft.py) and "pddl" (envs/pddl.py)
+where those modules exist.
 """
+from envs.protocol import LONG_ACK, first_action
 
 # AgentGym's max interaction rounds per environment (AgentGym paper, Table / agentenv eval configs).
 MAX_ROUNDS = {
@@ -43,20 +45,16 @@ MAX_ROUNDS = {
     "weather": 10, "movie": 12, "todo": 15, "academia": 12, "sheet": 15,
 }
 
-# The gpt turn after the instruction in AgentGym's clients (agentenv/envs/*.py conversation_start).
-ACK = "OK. I'll follow your instructions and try my best to solve the task."
+# The gpt turn after the instruction for every env but webshop and the tool envs (protocol.ACK has them all);
+# agent.py falls back to it for an env without an `ack`.
+ACK = LONG_ACK
 
 BUILTIN = ("babyai", "sciworld", "maze", "wordle")
 
 
-def split_action(text):
-    """AgentGym's client-side parsing (babyai, sciworld, maze, wordle): the text after the first "Action:" (all of
-    it if there is none), stripped. Like their clients, a trailing "</s>" is cut together with the character before
-    it (they cut 5 characters)."""
-    if text.endswith("</s>"):
-        text = text[:-5]
-    parts = text.split("Action:")
-    return (parts[1] if len(parts) > 1 else parts[0]).strip()
+# The 2024 clients' parsing for babyai, sciworld, maze, wordle, webshop and alfworld (protocol.parse_action has
+# every env): the text after the first "Action:", "</s>" cut with the character before it.
+split_action = first_action
 
 
 def success(env_name, reward):
@@ -89,5 +87,11 @@ def make_env(name, server=None, **kwargs):
     if name == "wordle":
         from envs.wordle import WordleEnv
         return WordleEnv(**kwargs)
+    if name == "textcraft":
+        from envs.textcraft import TextCraftEnv
+        return TextCraftEnv(**kwargs)
+    if name == "pddl":
+        from envs.pddl import PDDLEnv
+        return PDDLEnv(**kwargs)
     hint = " (it needs --env-server URL)" if name in MAX_ROUNDS else ""
     raise ValueError(f"unknown built-in environment {name!r}{hint}; built-in environments: {', '.join(BUILTIN)}")

@@ -33,8 +33,13 @@ primitive steps; each turn gets a short Thought naming what the bot is working t
 (tasks 40..439, 2 CPU cores): 78 % solved over all 40 levels at ~1.8 episodes/s; 100 % (160/160, 2.6 rounds on
 average, ~5 episodes/s) on RELIABLE_LEVELS below.
 
-minigrid 3.2.0 is used as is; its BabyAI-GoToObjS6-v0 is refused as "deprecated" (a registry bug), so that level
-runs as -v1, the fixed registration; AgentGym ran an older minigrid, so seeds may not give their exact layouts.
+minigrid 3.2.0 is used as is, with one exception: AgentGym's server (minigrid < 2.5) builds level 3,
+BabyAI-GoToObjS6-v0, from that minigrid's registration, which is GoToObj(room_size=4) despite its name; minigrid
+3.2.0 refuses -v0 and registers only -v1 (room size 6, another level). So level 3 is built as GoToObj(room_size=4)
+here (OLD_REGISTRATIONS), which gives AgentGym's layouts seed for seed.
+Like AgentGym's server, the text view is computed from the observation minigrid returned (reset's, then each
+step's), not regenerated: on PutNextS7N4Carrying reset() returns the view from before the agent is handed the
+object it carries, and that is what AgentGym describes.
 """
 import contextlib
 import copy
@@ -45,8 +50,9 @@ from collections import deque
 
 import numpy as np
 
-from envs import split_action  # AgentGym's client-side action parsing
-from envs.agentgym import BABYAI_INSTRUCTION as INSTRUCTION  # AgentGym's prompt, kept once in the client
+from envs import protocol
+
+INSTRUCTION = protocol.INSTRUCTION["babyai"]
 
 LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
     "BabyAI-GoToRedBallGrey-v0", "BabyAI-GoToRedBall-v0", "BabyAI-GoToRedBallNoDists-v0", "BabyAI-GoToObjS6-v0",
@@ -66,6 +72,8 @@ LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
 # AgentGym's high-level actions (Unlock, KeyCorridor, Boss levels...), because AgentGym's actions cannot toggle
 # a box (KeyInBox: 0 %), or because minigrid's strict "Debug" verifier fails a sequenced mission the moment the
 # first door opens (OpenDoorsOrderN4Debug). Use these levels where expert success matters (test splits).
+# minigrid < 2.5 registrations that minigrid 3 changed: AgentGym's level name -> (entry point class, kwargs)
+OLD_REGISTRATIONS = {"BabyAI-GoToObjS6-v0": ("GoToObj", {"room_size": 4})}
 RELIABLE_LEVELS = (0, 1, 2, 3, 4, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 29)
 SEEDS_PER_LEVEL = 40  # task_ids() = range(40 * 40); larger ids work too (seed = id // 40)
 
@@ -115,11 +123,12 @@ def _find_path(start, start_dir, target, blocked, xs, ys, arrive):
     return None
 
 
-def describe(env):
-    """AgentGym's text view of the current minigrid state.
+def describe(env, obs=None):
+    """AgentGym's text view (postprocess_obs) of the minigrid observation `obs` that reset/step returned (None:
+    the current state's), with the agent's position, heading and load taken from the env as AgentGym does.
     Returns (description, actions: {name: [primitive actions]} in AgentGym's order, errors: {name: message})."""
     u = env.unwrapped
-    image = u.gen_obs()["image"]
+    image = (u.gen_obs() if obs is None else obs)["image"]
     vs, d = u.agent_view_size, u.agent_dir
     pos = (int(u.agent_pos[0]), int(u.agent_pos[1]))
     f, r = DIR_TO_VEC[d], DIR_TO_VEC[(d + 1) % 4]
@@ -262,20 +271,20 @@ def describe(env):
     return text, actions, errors
 
 
-def run_primitives(env, steps, on_step=None):
-    """Execute primitive actions, stopping after the first that leaves the view unchanged (AgentGym's check
-    that a step did something). Returns minigrid's (reward, terminated) of the last step executed."""
+def run_primitives(env, steps, before=None):
+    """Execute primitive actions, stopping after the first whose view equals the one before it (AgentGym's check
+    that a step did something). `before` is the view AgentGym compares the first step with: the image of the
+    last observation it kept (None: the current state's). Returns minigrid's (reward, terminated, obs) of the
+    last step executed (obs None when `steps` is empty)."""
     u = env.unwrapped
-    before = u.gen_obs()["image"]
-    reward, terminated = 0.0, False
+    before = u.gen_obs()["image"] if before is None else before
+    reward, terminated, obs = 0.0, False, None
     for a in steps:
         obs, reward, terminated, _, _ = u.step(a)
-        if on_step is not None:
-            on_step(a)
         if np.array_equal(obs["image"], before):
             break
         before = obs["image"]
-    return float(reward), bool(terminated)
+    return float(reward), bool(terminated), obs
 
 
 def _state_keys(u):
@@ -300,17 +309,17 @@ def _instr_nodes(instr):
             yield from _instr_nodes(sub)
 
 
-def try_primitives(env, steps):
+def try_primitives(env, steps, before=None):
     """Outcome of running `steps` from the current state, leaving the env as it was: (reward, terminated,
     state keys). Moves and turns only change the agent and the instruction's progress flags, so those are
     saved and put back; anything that picks up, drops or toggles runs on a copy instead."""
     u = env.unwrapped
     if any(a not in (LEFT, RIGHT, FORWARD) for a in steps):
         sim = copy.deepcopy(u)
-        reward, terminated = run_primitives(sim, steps)
+        reward, terminated, _ = run_primitives(sim, steps, before)
         return reward, terminated, _state_keys(sim)
     saved = (u.agent_pos, u.agent_dir, u.step_count, [(n, dict(n.__dict__)) for n in _instr_nodes(u.instrs)])
-    reward, terminated = run_primitives(u, steps)
+    reward, terminated, _ = run_primitives(u, steps, before)
     keys = _state_keys(u)
     u.agent_pos, u.agent_dir, u.step_count, nodes = saved
     for node, attrs in nodes:
@@ -371,7 +380,7 @@ def _bot_rollout(env, bot, horizon):
 class BabyAIEnv:
     name = "babyai"
     max_rounds = 20
-    ack = "OK. I'll follow your instructions and try my best to solve the task."
+    ack = protocol.ACK["babyai"]
 
     def __init__(self):
         import gymnasium
@@ -388,12 +397,14 @@ class BabyAIEnv:
 
     def _level(self, name):
         if name not in self._levels:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if name in OLD_REGISTRATIONS:  # what AgentGym's minigrid registered under this name
+                    import minigrid.envs.babyai as levels
+                    cls, kwargs = OLD_REGISTRATIONS[name]
+                    self._levels[name] = getattr(levels, cls)(**kwargs)
+                else:
                     self._levels[name] = self._gym.make(name).unwrapped
-            except self._gym.error.DeprecatedEnv:  # minigrid 3 renamed GoToObjS6-v0 to -v1 (same level)
-                self._levels[name] = self._gym.make(name.replace("-v0", "-v1")).unwrapped
         return self._levels[name]
 
     def reset(self, task_id):
@@ -405,11 +416,12 @@ class BabyAIEnv:
         # minigrid prints "Sampling rejected: ..." while generating; redirecting stdout swaps sys.stdout for the
         # whole process, so resets in concurrent threads take turns (else one could restore the other's sink)
         with _QUIET, contextlib.redirect_stdout(io.StringIO()):
-            self.env.reset(seed=self.task_id // len(LEVELS))
+            obs, _ = self.env.reset(seed=self.task_id // len(LEVELS))
         # AgentGym rewrites the sequencing words of the mission into "and"
         self.goal = self.env.mission.replace("then", "and").replace("after you", "and")
         self.reward, self.score, self.done = 0.0, 0.0, False
-        self.text, self.actions, self.errors = describe(self.env)
+        self.text, self.actions, self.errors = describe(self.env, obs)
+        self.view = obs["image"]  # AgentGym's obs_2d: what the next primitive step is compared with
         self._plan = self._pending = None
         return f"Your goal: {self.goal}\n{self.text}" + self._action_list()
 
@@ -421,13 +433,15 @@ class BabyAIEnv:
             raise RuntimeError("babyai: step() before reset()")
         if self.done:
             return "The task with environment has finished.", self.score, True
-        action = split_action(text).lower().strip()
+        action = protocol.parse_action("babyai", text).lower().strip()
         if "check" in action:
             obs = "You can take the following actions: " + ", ".join(self.actions)
         elif action == "":
             obs = "No change in state."
         elif action not in self.actions:
             obs = self.errors.get(action, "The action is not recognized. Please check valid actions.")
+        elif not self.actions[action]:  # e.g. "go to X" while facing X: nothing to do, the reward is kept
+            obs = "No change in state."
         else:
             obs = self._execute(self.actions[action])
             self._follow_plan(action)
@@ -435,9 +449,9 @@ class BabyAIEnv:
         return obs + self._action_list(), self.score, self.done
 
     def _execute(self, steps):
-        reward, done = run_primitives(self.env, steps)
-        self.reward = reward
-        self.text, self.actions, self.errors = describe(self.env)
+        reward, done, last = run_primitives(self.env, steps, self.view)
+        self.reward, self.view = reward, last["image"]
+        self.text, self.actions, self.errors = describe(self.env, last)
         obs = self.text + ("\n The task is completed." if done else "")
         if done and self.reward <= 0.5:  # AgentGym: a success this late (or a failure) does not end the episode
             done = False
@@ -463,8 +477,8 @@ class BabyAIEnv:
     def expert_action(self):
         """The high-level action that advances furthest along the bot's plan (or finishes the task)."""
         self._sync_plan()
-        outcomes = {name: try_primitives(self.env, steps) for name, steps in self.actions.items()
-                    if name != "check available actions"}
+        outcomes = {name: try_primitives(self.env, steps, self.view) for name, steps in self.actions.items()
+                    if steps}
         # the bot reaches a state about as fast as AgentGym's paths do, so a short rollout covers every candidate
         longest = max(len(self.actions[name]) for name in outcomes)
         sim_env, sim_bot = copy.deepcopy(self._plan[:2])

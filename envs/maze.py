@@ -1,20 +1,26 @@
 """Maze (LMRL-Gym, Abdulhai et al. 2023) as AgentGym serves it, with a shortest-path expert. No dependencies.
 
-Rules, text and reward follow AgentGym's agentenv-lmrlgym server (maze/utils.py `setup_maze_env`: fully observed,
-success reward 1, 0 otherwise, 50 env steps at most) and its client (agentenv/envs/lmrlgym.py: the prompt that is
-prepended to the first observation, the "Action:" extraction and the "up" -> "move up" normalisation).
+Rules, text and reward follow AgentGym's agentenv-lmrlgym server (maze/environment.py, maze/utils.py
+`setup_maze_env`: fully observed, success reward 1, 0 otherwise, 50 env steps at most, then "Failure\n" with -1)
+and LMRL-Gym's MazeEnv.step, word for word: an observation is "The goal is at position R, C. Your current position
+is at position R, C. There is a wall above you." (no newline), the goal answers "Success\n" (with its newline).
+The client side (prompt before the first observation, action = text after the first "Action:", nothing
+normalised) is envs/protocol.py.
 
 Task ids:
-    0..24     AgentGym's 25 games: the LMRL-Gym double-T maze, goal (8, 6), start = AgentGym's start_positions[id]
-              (AgentGym lists a 26th start, (8, 6), which is the goal itself and is rejected by its server).
-    25..1024  extra tasks of our own, so that train and test sets can be disjoint: a 13x10 maze from LMRL-Gym's
-              `random_maze` generator (seeded with the task id), with start and goal drawn from its free cells at a
-              shortest-path distance of 3..12, so every task is solvable within AgentGym's 15 rounds.
+    0..24       AgentGym's 25 games, the test set (the paper's Maze column is out of these 25): the LMRL-Gym
+                double-T maze, goal (8, 6), start = AgentGym's start_positions[id] (AgentGym lists a 26th start,
+                (8, 6), which is the goal itself and which its server cannot reset).
+    1000..1999  OUR OWN mazes, for training data only (AgentGym's server does not know them: "The game 1000 is not
+                valid."): a 13x10 maze from LMRL-Gym's `random_maze` generator seeded with the task id, with start
+                and goal drawn from its free cells at a shortest-path distance of 3..12, so every task is solvable
+                within AgentGym's 15 rounds. They are numbered from 1000 so that they can never be mistaken for
+                AgentGym games.
 """
 import random
 from collections import deque
 
-from envs import ACK, split_action
+from envs import protocol
 
 DOUBLE_T_MAZE = [
     "1111111111111",
@@ -32,72 +38,22 @@ DOUBLE_T_GOAL = (8, 6)
 DOUBLE_T_STARTS = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 7), (1, 8), (1, 9), (1, 10), (1, 11), (2, 3), (3, 3),
                    (4, 3), (5, 3), (5, 4), (5, 5), (5, 6), (6, 6), (7, 6), (5, 7), (5, 8), (5, 9), (4, 9), (3, 9),
                    (2, 9)]
-NUM_RANDOM = 1000
+OWN_FIRST, NUM_OWN = 1000, 1000  # our own mazes: task ids 1000..1999
 MAX_ENV_STEPS = 50  # LMRL-Gym's max_steps in AgentGym's setup_maze_env
 
+# LMRL-Gym's manhatten_actions are these with a trailing "\n", which AgentGym's server appends to the client's
+# (stripped) action: so an action moves exactly when it is one of these four strings. "up", "Move up" do not.
 ACTIONS = {"move left": (0, -1), "move right": (0, 1), "move up": (-1, 0), "move down": (1, 0)}
 # LMRL-Gym describes walls in this order.
 WALL_DIRS = (("to your right", (0, 1)), ("to your left", (0, -1)), ("above you", (-1, 0)), ("below you", (1, 0)))
 
-INSTRUCTION = "You are an expert maze solver."
-
-# AgentGym's `_fully_first_observation` (the client prepends it to the server's first observation).
-PROMPT = """\
-Your objective is to reach the goal in as few steps as possible. At each step you will be given information about where the goal is, your current position,
-and the walls that surround you. 
-
-When you move right you increase your y position by 1, when you move down you increase your x position by 1. 
-
-Here is an example.
-
-```
-environment: The goal is at position 8, 6. Your current position is at position 5, 6. There is a wall above you.
-action: move left
-environment: The goal is at position 8, 6. Your current position is at position 5, 5. There are walls above you, below you.
-action: move left
-environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
-action: move up
-environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
-action: move left
-environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
-action: move down
-environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
-action: move left
-environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
-action: move down
-environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
-action: move left
-environment: The goal is at position 8, 6. Your current position is at position 5, 3. There are walls to your left, below you.
-action: move right
-environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
-action: move down
-environment: The goal is at position 8, 6. Your current position is at position 5, 4. There are walls above you, below you.
-action: move right
-environment: The goal is at position 8, 6. Your current position is at position 5, 5. There are walls above you, below you.
-action: move right
-environment: The goal is at position 8, 6. Your current position is at position 5, 6. There is a wall above you.
-action: move down
-environment: The goal is at position 8, 6. Your current position is at position 6, 6. There are walls to your right, to your left.
-action: move down
-environment: The goal is at position 8, 6. Your current position is at position 7, 6. There are walls to your right, to your left.
-action: move right
-environment: The goal is at position 8, 6. Your current position is at position 7, 6. There are walls to your right, to your left.
-action: move down
-environment: Success
-```
-
-Your possible actions are "move up", "move down", "move left", "move right". Formally, your return should be in this format:
-Thought:\\n<Your Thought>\\n\\nAction:\\n<Your Action>
-
-Now let's start a new game. Return your action and your thought in the format above strictly. Now, make the optimal action given the current environment state:"""
+INSTRUCTION = protocol.INSTRUCTION["maze"]
+PROMPT = protocol.MAZE_PROMPT  # the client puts it, a newline, and the server's first observation together
 
 
 def extract_action(text):
-    """AgentGym's client-side parsing: the text after the first "Action:" (all of it if there is none)."""
-    action = split_action(text)
-    if action.lower() in ("up", "down", "left", "right"):
-        action = f"move {action.lower()}"
-    return action
+    """AgentGym's 2024 client: the text after the first "Action:" (protocol.parse_action)."""
+    return protocol.parse_action("maze", text)
 
 
 def random_maze(rng, width=13, height=10, complexity=0.75, density=0.75):
@@ -150,8 +106,9 @@ def make_task(task_id):
     """(maze as a list of int rows, start, goal) for a task id."""
     if 0 <= task_id < len(DOUBLE_T_STARTS):
         return [[int(ch) for ch in row] for row in DOUBLE_T_MAZE], DOUBLE_T_STARTS[task_id], DOUBLE_T_GOAL
-    if not len(DOUBLE_T_STARTS) <= task_id < len(DOUBLE_T_STARTS) + NUM_RANDOM:
-        raise ValueError(f"maze: task id {task_id} out of range 0..{len(DOUBLE_T_STARTS) + NUM_RANDOM - 1}")
+    if not OWN_FIRST <= task_id < OWN_FIRST + NUM_OWN:
+        raise ValueError(f"maze: task id {task_id} out of range: 0..{len(DOUBLE_T_STARTS) - 1} are AgentGym's "
+                         f"games, {OWN_FIRST}..{OWN_FIRST + NUM_OWN - 1} our own training mazes")
     rng = random.Random(task_id)
     while True:
         maze = random_maze(rng)
@@ -166,7 +123,7 @@ def make_task(task_id):
 class MazeEnv:
     name = "maze"
     max_rounds = 15
-    ack = ACK
+    ack = protocol.ACK["maze"]
 
     def __init__(self):
         self.maze = self.pos = self.goal = None
@@ -174,7 +131,7 @@ class MazeEnv:
         self.done = True
 
     def task_ids(self):
-        return range(len(DOUBLE_T_STARTS) + NUM_RANDOM)
+        return list(range(len(DOUBLE_T_STARTS))) + list(range(OWN_FIRST, OWN_FIRST + NUM_OWN))
 
     def instruction(self):
         return INSTRUCTION
@@ -193,14 +150,14 @@ class MazeEnv:
     def reset(self, task_id):
         self.maze, self.pos, self.goal = make_task(int(task_id))
         self.steps, self.done = 0, False
-        return PROMPT + "\n" + self.describe()
+        return protocol.first_observation("maze", {"observation": self.describe()})
 
     def step(self, text):
         if self.done:
             return "The task has finished.", 0.0, True
         if self.steps >= MAX_ENV_STEPS:
             self.done = True
-            return "Failure", 0.0, True
+            return "Failure\n", -1.0, True
         action = extract_action(text)
         if action in ACTIONS:  # an unknown action leaves the position unchanged, as in LMRL-Gym
             dr, dc = ACTIONS[action]
@@ -208,7 +165,7 @@ class MazeEnv:
                 self.pos = (self.pos[0] + dr, self.pos[1] + dc)
         if self.pos == self.goal:
             self.done = True
-            return "Success", 1.0, True
+            return "Success\n", 1.0, True
         self.steps += 1
         return self.describe(), 0.0, False
 

@@ -30,8 +30,9 @@ The simulator's gold path itself can differ from one load to the next (e.g. whic
 two expert episodes of one task may differ, and a plan that fits 30 rounds once may not the next time.
 """
 
-from envs import split_action  # AgentGym's client-side action parsing
-from envs.agentgym import SCIWORLD_INSTRUCTION as INSTRUCTION  # AgentGym's prompt, kept once in the client
+from envs import protocol
+
+INSTRUCTION = protocol.INSTRUCTION["sciworld"]
 
 # the task type whose expert plan rarely fits in 30 rounds (see above): leave out where expert success matters
 LONG_TASKS = ("identify-life-stages-1",)
@@ -41,7 +42,7 @@ EXCLUDED = {"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"}  # left out by Ag
 class SciWorldEnv:
     name = "sciworld"
     max_rounds = 30
-    ack = "OK. I'll follow your instructions and try my best to solve the task."
+    ack = protocol.ACK["sciworld"]
 
     def __init__(self):
         from scienceworld import ScienceWorldEnv
@@ -67,7 +68,8 @@ class SciWorldEnv:
         self.history, self.score, self.done = [], 0, False
         description = self.env.get_task_description()
         look, _, _ = self._step("look around")
-        return description + "\n" + sort_listings(look)
+        return protocol.first_observation("sciworld", {"task_description": description,
+                                                       "observation": sort_listings(look)})
 
     def _step(self, action):
         """ScienceWorldEnv.step without the per-step extras (valid-action lists etc.) it computes but we never
@@ -83,7 +85,7 @@ class SciWorldEnv:
             raise RuntimeError("sciworld: step() before reset()")
         if self.done:
             return "The task with environment has finished.", float(self.score), True
-        action = split_action(text)
+        action = protocol.parse_action("sciworld", text)
         self.history.append(action)
         obs, self.score, self.done = self._step(action)
         return sort_listings(obs), float(self.score), self.done

@@ -12,9 +12,11 @@ Routes and answers follow each AgentGym server:
               prepends), /maze/step -> {"observation","reward","done"}
     wordle    POST /wordle/create, /wordle/reset {"id","seed"} -> {"id","observation"}, GET /wordle/filtered_vocab,
               /wordle/step -> {"observation","reward","done"}
-    all       GET / (hello), GET [/maze|/wordle]/observation?id=N, POST [/maze|/wordle]/close {"id"} (ours, extra)
+    all       GET / (hello), GET [/maze|/wordle]/observation?id=N, POST [/maze|/wordle]/close {"id"} (AgentGym's
+              lmrlgym server has no /close; ours frees the env)
 The action the client posts is what AgentGym's client extracted from the model's turn; the built-in envs parse
-it again the same way, which leaves an extracted action unchanged.
+it again the same way (envs/protocol.py), which leaves an extracted action unchanged. Connections are kept
+alive (HTTP/1.1), as uvicorn does for AgentGym's servers.
 """
 import argparse
 import json
@@ -22,7 +24,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from envs import BUILTIN, make_env
+from envs import BUILTIN, make_env, protocol
 
 
 class EnvServer(ThreadingHTTPServer):
@@ -57,9 +59,8 @@ class EnvServer(ThreadingHTTPServer):
             except Exception as e:
                 return {"error": str(e)}
             self.last_obs[idx] = first
-            if name == "maze":
-                from envs.maze import PROMPT
-                return {"observation": first[len(PROMPT) + 1:] if first.startswith(PROMPT + "\n") else first}
+            if name == "maze":  # the server's part of the first observation, without the client's prompt
+                return {"observation": first[len(protocol.MAZE_PROMPT) + 1:]}
             if name == "wordle":
                 return {"id": idx, "observation": "Let's start Wordle!"}
             if name == "sciworld":
@@ -70,8 +71,8 @@ class EnvServer(ThreadingHTTPServer):
             obs, reward, done = env.step(str(body.get("action", "")))
             self.last_obs[idx] = obs
             out = {"observation": obs, "reward": reward, "done": done}
-            if name in ("babyai", "sciworld"):
-                out["score"] = reward
+            if name in ("babyai", "sciworld"):  # the client reads the running score; "reward" is the round's
+                out["score"], out["reward"] = reward, getattr(env, "reward", reward)
             return out
         if method == "GET" and route == "/observation":
             return self.last_obs.get(idx, "")
@@ -85,6 +86,7 @@ class EnvServer(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection (every answer has Content-Length)
     disable_nagle_algorithm = True  # small JSON answers: do not wait for delayed ACKs
     def _serve(self, method):
         url = urlparse(self.path)

@@ -7,11 +7,13 @@ distribution as one hidden word fixed up front). The game is won when one word i
 it ends after 6 guesses. We reimplement exactly that, with AgentGym's choices (agentenv-lmrlgym wordle server):
 vocabulary `tweet_words.txt` (40 words), reward shifted from [-1, 0] to [0, 1] (1 on the winning guess, else 0),
 an invalid guess (not 5 lowercase letters in the vocabulary) uses up a try and is answered "invalid word".
-The task id is the seed, as in AgentGym's /wordle/reset {"seed": id}.
+A valid guess is answered with LMRL-Gym's reformatted feedback line, "b y g g b\n" (its newline included).
+The task id is the seed, as in AgentGym's /wordle/reset {"seed": id}. The client side (instruction, prompt,
+action parsing) is envs/protocol.py.
 """
 import random
 
-from envs import ACK, split_action
+from envs import protocol
 
 # LMRL-Gym llm_rl_scripts/wordle/vocab/tweet_words.txt, in file order (the order matters for the seeded draws).
 VOCAB = """panic solar shire proxy point robot prick wince crimp knoll sugar whack mount perky could wrung light those
@@ -21,49 +23,15 @@ N_TRIES = 6
 NUM_TASKS = 10000
 NOT_HERE, POSSIBLE, HERE = 0, 1, 2
 
-INSTRUCTION = "You are an expert wordle player."
-
-# AgentGym's WordleEnvClient.first_observation; {{vocab}} is the vocabulary, one word a line.
-PROMPT = """\
-Welcome to the game of Wordle. Your objective is to guess a hidden 5 letter word. You have 6 attempts to guess it correctly and you should try to guess it in as few attempts as possible. When guessing the word, you should format your word as a space separated sequence of letters, like "s h i r e" for example. After guessing the word, you will receive feedback from the game environment in the form of a sequence of 5 space separated letters like "b y g g b", where each letter indicates some information about the hidden word. The environment will return one of three letters – "b", "g", or "y" – for each letter in the word you guessed. We describe the meaning of each letter below:
-
-"b": If the environment returns a "b", it means that the letter at that position in your guessed word is not in the hidden word.
-"y": If the environment returns a "y", it means that the letter at that position in your guessed word is in the hidden word but is not in the correct position.
-"g": If the environment returns a "g", it means that the letter at that position in your guessed word is in the hidden word and is in the correct position.
-
-As a note, if you guess an invalid word (e.g. not a 5 letter word or a word not in the vocabulary), the environment will respond with an "invalid word" message. In general though, you should use this information returned by the environment to update your belief about what the hidden word might be and adjust your next guess accordingly.
-
-Here is the complete list of valid vocabulary words that are accepted by the game:
-```
-{{vocab}}
-```
-
-Here is an example. If the current status of the game is given as:
-```
-guess 1: p a n i c
-feedback 1: b b y b b
-guess 2: f e l o n
-feedback 2: g b b y g
-```
-Based on the feedback from the environment, you know that the first letter is "f", the last letter is "n", and there is an "o" somewhere in the word, but it is not in the second to last position. You also know that there is not a "p", "a", "i", "c", "e", or "l" in the word. Knowing this, you might guess the next word to be:
-Thought:\\nI know that the first letter is "f", the last letter is "n", and there is an "o" somewhere in the word, but it is not in the second to last position. I also know that there is not a "p", "a", "i", "c", "e", or "l" in the word. A good word from the vocabulary to try might therefore be \\"f r o w n\\", since it is in the vocabulary, meets all known letter constraints, and we get to gain more information about the position of "o". Therefore this is a good guess to try next.\\n\\nAction:\\nf r o w n
-
-Formally, your return should be in this format:
-Thought:\\n<Your Thought>\\n\\nAction:\\n<The Word You Guess>
-
-The guessed word is in the vocabulary, meets all known letter constraints, and we get to gain more information about the position of "o", so it is a good guess to try next.
-
-Now let's start a new game. Remember, the word you guess should be strictly in the vocabulary. You should return your thought and your word strictly in the formation mentioned above."""
+INSTRUCTION = protocol.INSTRUCTION["wordle"]
+PROMPT = protocol.WORDLE_PROMPT  # the client's first observation; {{vocab}} is the vocabulary, one word a line
 
 
 def extract_guess(text):
-    """AgentGym's parsing: client takes the text after "Action:" and spaces out a bare 5-letter word; the server
-    removes the spaces. The result must be 5 lowercase letters in the vocabulary to count as a valid guess."""
-    action = split_action(text)
-    clean = action.lower()
-    if len(clean) == 5 and clean.isalpha() and " " not in clean:
-        action = " ".join(clean)
-    return action.strip().replace(" ", "")
+    """The word AgentGym's server plays: the 2024 client sends the text after the first "Action:"
+    (protocol.parse_action); LMRL-Gym's deformat_history strips it and removes its spaces. Nothing else: "SOLAR"
+    stays upper case and is not a word of the vocabulary."""
+    return protocol.parse_action("wordle", text).strip().replace(" ", "")
 
 
 def satisfies(knowledge, word):
@@ -114,7 +82,7 @@ def feedback(knowledge, guess):
 class WordleEnv:
     name = "wordle"
     max_rounds = 8
-    ack = ACK
+    ack = protocol.ACK["wordle"]
 
     def __init__(self):
         self.done = True
@@ -132,7 +100,8 @@ class WordleEnv:
         self.history = []         # (guess, feedback) of valid guesses
         self.tries = 0
         self.done = False
-        return PROMPT.replace("{{vocab}}", "\n".join(VOCAB))
+        # the client reads the vocabulary once after /create, when the server's filtered vocabulary is all of it
+        return protocol.first_observation("wordle", vocab=VOCAB)
 
     def step(self, text):
         if self.done:
@@ -149,7 +118,7 @@ class WordleEnv:
         self.history.append((guess, fb))
         won = len(self.candidates) == 1 and any(g == self.candidates[0] for g, _ in self.history)
         self.done = won or self.tries >= N_TRIES
-        return fb, (1.0 if won else 0.0), self.done
+        return fb + "\n", (1.0 if won else 0.0), self.done
 
     def expert_turn(self):
         """Guess the consistent word that leaves the fewest candidates in expectation (ties: vocabulary order)."""

@@ -73,7 +73,8 @@ def test_maze_reproduces_agentgym_prompt_example():
     first = env.reset(16)
     assert first == PROMPT + "\n" + env_lines[0]
     got = [env.step(f"Thought:\nx\n\nAction:\n{a}") for a in actions]
-    assert [o for o, _, _ in got] == env_lines[1:]
+    # LMRL-Gym's MazeEnv answers the goal with "Success\n" (the prompt's example shows it without the newline)
+    assert [o for o, _, _ in got] == env_lines[1:-1] + [env_lines[-1] + "\n"]
     assert [r for _, r, _ in got] == [0.0] * (len(actions) - 1) + [1.0]
     assert [d for _, _, d in got] == [False] * (len(actions) - 1) + [True]
 
@@ -82,17 +83,19 @@ def test_maze_invalid_action_keeps_position_and_never_raises():
     env = MazeEnv()
     env.reset(0)
     before = env.describe()
-    for bad in ["", "Action:", "Thought: hmm", "Action: fly north", "Action: MOVE LEFT", "\x00" * 50]:
+    # no leniency AgentGym lacks: "right", "Move right", "move right." are not actions (position 1, 1 has a free
+    # cell to its right, so a move would show)
+    for bad in ["", "Action:", "Thought: hmm", "Action: fly north", "Action: MOVE RIGHT", "Action: right",
+                "Thought:\nright\n\nAction:\nright", "Action: move right.", "\x00" * 50]:
         obs, reward, done = env.step(bad)
         assert obs == before and reward == 0.0 and not done
-    assert env.step("Action: up")[0] == before  # "up" is normalised to "move up"; there is a wall above (1, 1)
-    obs, _, _ = env.step("Thought:\nright\n\nAction:\nright")
+    obs, _, _ = env.step("Thought:\nright\n\nAction:\nmove right")
     assert "position 1, 2" in obs
 
 
 def test_maze_tasks_fit_agentgym_rounds():
     env = MazeEnv()
-    for t in list(range(25)) + list(range(25, 1025, 37)):
+    for t in list(range(25)) + list(range(1000, 2000, 37)):
         r = run_episode(env, ExpertPolicy(), t)
         assert r["success"] and r["rounds"] <= 12, (t, r["rounds"])
 
@@ -109,14 +112,15 @@ def test_wordle_rules():
     a = play(env, ["solar", "point"])
     env.reset(7)
     assert play(env, ["solar", "point"]) == a
-    assert all(len(o.split()) == 5 and set(o.split()) <= set("gyb") for o, _, _ in a)
+    # LMRL-Gym's reformatted feedback line keeps its newline, as AgentGym's server sends it
+    assert all(o.endswith("\n") and len(o.split()) == 5 and set(o.split()) <= set("gyb") for o, _, _ in a)
     # invalid guesses: out of vocabulary, wrong length, upper case -> "invalid word", each uses one of 6 tries
     env.reset(3)
     out = play(env, ["zzzzz", "abc", "SOLAR", "zzzzz", "zzzzz"])
     assert [o for o, _, _ in out] == ["invalid word"] * 5 and not any(d for _, _, d in out)
     obs, reward, done = play(env, ["qqqqq"])[0]
     assert obs == "invalid word" and reward == 0.0 and done
-    # a bare "solar" (no spaces) is accepted, as AgentGym's client spaces it out
+    # a bare "solar" (no spaces) is a valid guess: the server only removes spaces from what the client sends
     env.reset(3)
     assert env.step("Action: solar")[0] != "invalid word"
 
@@ -129,14 +133,15 @@ def test_wordle_win_gives_reward_one_and_feedback_is_consistent():
         while not done:
             obs, reward, done = env.step(env.expert_turn())
             guesses += 1
-        assert reward == 1.0 and obs == "g g g g g" and guesses <= 6
+        assert reward == 1.0 and obs == "g g g g g\n" and guesses <= 6
         # every candidate left is consistent with every (guess, feedback) seen
         assert len(env.candidates) == 1
 
 
 def test_http_server_gives_identical_episodes():
     """Expert episodes in-process, then the same assistant turns through envs.serve + the AgentGym HTTP client:
-    conversations (instruction, ack, every observation) and rewards must be identical."""
+    conversations (instruction, ack, every observation) and rewards must be identical, and every env the client
+    created on the server is closed again."""
     from envs.serve import start
 
     class Replay:
@@ -146,7 +151,7 @@ def test_http_server_gives_identical_episodes():
         def __call__(self, convs, envs, temperature=None):
             return [self.turns.pop(0) for _ in convs]
 
-    tasks = {"maze": [0, 16, 24, 40, 900], "wordle": [0, 5, 11], "babyai": [7, 21], "sciworld": [0]}
+    tasks = {"maze": [0, 16, 24, 1000, 1900], "wordle": [0, 5, 11], "babyai": [3, 7, 21, 22], "sciworld": [0]}
     for name in BUILTIN:
         try:
             needs(name)
@@ -158,11 +163,12 @@ def test_http_server_gives_identical_episodes():
             for t in tasks[name]:
                 a = run_episode(local, ExpertPolicy(), t)
                 turns = [x["value"] for x in a["conversations"][3::2]]
-                remote = make_env(name, server=url)
-                b = run_episode(remote, Replay(turns), t)
+                with make_env(name, server=url) as remote:
+                    b = run_episode(remote, Replay(turns), t)
                 assert b["conversations"] == a["conversations"], (name, t)
                 assert (b["reward"], b["success"], b["rounds"]) == (a["reward"], a["success"], a["rounds"]), (name, t)
             local.close()
+            assert server.next_id == len(tasks[name]) and not server.envs  # created one each, all closed
         finally:
             server.shutdown()
 
@@ -186,23 +192,27 @@ def test_bad_input_fails_loudly_and_fast():
     finally:
         silent.close()
     assert time.time() - t0 < 10
-    with pytest.raises(ValueError, match="out of range"):
-        MazeEnv().reset(5000)
+    for bad in (25, 999, 2000):  # 0..24 are AgentGym's games, 1000..1999 our own training mazes
+        with pytest.raises(ValueError, match="out of range"):
+            MazeEnv().reset(bad)
     assert success("sciworld", 100) and not success("sciworld", 99.0) and success("maze", 1.0)
 
 
 def test_http_client_speaks_webshop_and_tool_env_protocols():
     """Webshop and the tool envs use env_idx, a bare-int /create answer and GET /observation; webshop answers
-    "state" and parses ReAct turns on the client, the tool envs get the raw turn. A fake server records the wire."""
+    "state" and gets the text after the first "Action:", the tool envs get the raw turn (AgentGym's 2024
+    clients). Their servers have no /close: the client tries once per server and then stops asking. A fake
+    server records the wire."""
     import json as _json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from envs import protocol
     seen = []
 
     class Fake(BaseHTTPRequestHandler):
-        def _reply(self, obj):
+        def _reply(self, obj, code=200):
             data = _json.dumps(obj).encode()
-            self.send_response(200)
+            self.send_response(code)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -214,6 +224,8 @@ def test_http_client_speaks_webshop_and_tool_env_protocols():
                 return self._reply(7)
             if self.path.endswith("/reset"):
                 return self._reply({})
+            if self.path.endswith("/close"):
+                return self._reply({"detail": "Not Found"}, 404)
             key = "state" if "webshop" in self.server.name else "observation"
             return self._reply({key: f"did {body['action']}", "reward": 1.0, "done": True})
 
@@ -231,22 +243,23 @@ def test_http_client_speaks_webshop_and_tool_env_protocols():
         seen.clear()
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}"
-            kw = {"instruction": "You are an autonomous intelligent agent. ..."} if name == "weather" else {}
-            env = make_env(name, server=url, **kw)
+            env = make_env(name, server=url)
+            assert env.instruction() == protocol.INSTRUCTION[name] and env.ack == "Ok."
             assert env.reset(3) == "WebShop [SEP] Instruction: [SEP] red mug"
-            turn = "Thought:\nI think I should search.\n\nAction:\nsearch[red mug]"
+            turn = "Thought:\nI think I should search.\n\nAction:\nsearch[red mug]\nAction:\nclick[b01]"
             obs, reward, done = env.step(turn)
+            env.close()
+            env.close()  # once only
+            make_env(name, server=url).close()  # the server has no /close: not asked again
         finally:
             server.shutdown()
-        assert (reward, done) == (1.0, True) and env.ack == "Ok."
-        assert seen[0][:2] == ("POST", "/create")
+        assert (reward, done) == (1.0, True)
+        assert seen[0] == ("POST", "/create", {"id": 0} if name == "weather" else None)
         assert seen[1] == ("POST", "/reset", {"session_id": 3, "env_idx": 7} if name == "webshop"
                            else {"id": 3, "env_idx": 7})
         assert seen[2] == ("GET", "/observation?env_idx=7", None)
         assert obs == ("did search[red mug]" if name == "webshop" else f"did {turn}")
-    with pytest.raises(ValueError, match="no built-in instruction prompt"):
-        from envs.agentgym import HTTPEnv
-        HTTPEnv.builtin_instruction(type("E", (), {"name": "movie"})())
+        assert [x[:2] for x in seen[4:]] == [("POST", "/close"), ("POST", "/create")]
 
 
 @pytest.mark.parametrize("name", BUILTIN)
