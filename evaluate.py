@@ -719,7 +719,7 @@ def report(args):
                       + f"{c['replay_only']:>17}")
         print("n: episodes (from scratch and per-task best: one per task). 'ended in replay': restarts whose replayed "
               "expert turns already finished the episode (the policy took no turn).")
-    charts(args.report_png, t1, rows3, t6, held_in, held_out, out["table3"])
+    out["charts"] = charts(args.report_png, t1, rows3, t6, held_in, held_out, out["table3"])
     return out
 
 
@@ -747,27 +747,31 @@ def bars(path, groups, series, title):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
+    ylim = ax.get_ylim()
     plt.close(fig)
     print(f"chart: {path}")
+    return ylim
 
 
 def charts(png, t1, rows3, t6, held_in, held_out, t3):
-    stem, ext = os.path.splitext(png)
+    """Bar charts of Tables 1, 3 and 6; returns {path: y limits}."""
+    stem, ext, out = *os.path.splitext(png), {}
     if t1:
         envs = [e for e in held_in + held_out if any(e in s for s in t1.values())]
         envs += sorted({e for s in t1.values() for e in s if not e.startswith(("avg_", "part_"))} - set(envs))
-        bars(png, [COLUMN.get(e, e) + ("*" if e in held_out else "") for e in envs],
+        out[png] = bars(png, [COLUMN.get(e, e) + ("*" if e in held_out else "") for e in envs],
              [(label, [s.get(e) for e in envs]) for label, s in t1.items()], "held-in and held-out (*) environments")
     if rows3:
-        bars(f"{stem}_table3{ext}", [f"{d} {s}" for d, s, _ in rows3],
+        out[f"{stem}_table3{ext}"] = bars(f"{stem}_table3{ext}", [f"{d} {s}" for d, s, _ in rows3],
              [("held-in AVG", [t3[label]["in"] for _, _, label in rows3]),
               ("held-out AVG", [t3[label]["out"] for _, _, label in rows3])], "Table 3: random vs critical steps")
     if t6:
         keys = [(label, env) for label, envs in t6.items() for env in envs]
-        bars(f"{stem}_table6{ext}", [f"{COLUMN.get(e, e)} ({label})" for label, e in keys],
+        out[f"{stem}_table6{ext}"] = bars(f"{stem}_table6{ext}", [f"{COLUMN.get(e, e)} ({label})" for label, e in keys],
              [(name, [t6[label][e][k] for label, e in keys]) for name, k in
               (("from scratch", "scratch"), ("from critical step (mean)", "critical"), ("per-task best", "best"))],
              "Table 6: from scratch vs from a critical step")
+    return out
 
 
 def main(argv=None):
