@@ -111,30 +111,41 @@ def part_path(output, rank):
     return f"{output}.part{rank}"
 
 
+def part_files(output):
+    """The part files a (possibly killed, possibly other-sized) torchrun run left beside OUTPUT (not their locks)."""
+    return sorted(p for p in glob.glob(f"{glob.escape(output)}.part*") if p[len(output) + 5:].isdigit())
+
+
+def read_parts(paths):
+    """{item_id: record} of the complete lines of `paths` (a partial last line from a kill is redone)."""
+    found = {}
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n") or not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                    found[rec["item_id"]] = rec
+                except (ValueError, RecursionError, TypeError, KeyError):
+                    raise trajectory.RecordError(f"{path}: line {n}: not a record of this script; repair or "
+                                                 f"remove it") from None
+    return found
+
+
 def done_ids(output):
-    """item_ids already scored: in OUTPUT or in any part file a (possibly killed, possibly other-sized) run left."""
-    done = set()
-    for path in [output] + sorted(glob.glob(f"{glob.escape(output)}.part*")):
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                for raw in f:
-                    if raw.endswith(b"\n"):  # a partial last line is cut off by open_resumable and redone
-                        done.add(json.loads(raw)["item_id"])
-    return done
+    """item_ids already scored: in OUTPUT or in any part file."""
+    return set(read_parts([output] + part_files(output)))
 
 
 def merge_parts(output, order):
     """Append the records of every part file that OUTPUT lacks, in input order, then delete the parts. Safe to
     kill and rerun: OUTPUT is appended record by record and the parts go only once all is merged."""
     done, out = trajectory.open_resumable(output)
-    parts = sorted(glob.glob(f"{glob.escape(output)}.part*"))
-    pending = {}
-    for path in parts:
-        with open(path, "rb") as f:
-            for raw in f:
-                if raw.endswith(b"\n"):
-                    rec = json.loads(raw)
-                    pending[rec["item_id"]] = rec
+    parts = part_files(output)
+    pending = read_parts(parts)
     merged = 0
     for item_id in order:
         if item_id in pending and item_id not in done:
@@ -150,72 +161,92 @@ def merge_parts(output, order):
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv=None):
+def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # ---- data
     p.add_argument("--input", required=True, help="trajectories: JSONL or a JSON list (AgentTraj-L format)")
     p.add_argument("--output", required=True, help="output JSONL (resumable; one record per input trajectory)")
+    p.add_argument("--force", action="store_true", help="write into an output made with other settings (model, "
+                                                        "tokenizer, ratio, max length)")
     p.add_argument("--max-length", type=int, default=8192,
                    help="truncate trajectories to this many tokens, as train.py does (paper: 8192); "
                         "steps cut off get no score and are never selected")
     # ---- model
     p.add_argument("--model", required=True, help="base model path or name (the model ATLaS fine-tunes)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path (default: --model)")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="model weights dtype: auto = bf16 on GPU, fp32 on CPU (log-softmax is always fp32)")
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "bf16", "fp32"], default="auto",
+                   help="weights dtype: auto = bf16 on a GPU (or a CPU) with native bf16, else float32 "
+                        "(log-softmax is always fp32); bf16/fp32 are aliases")
     # ---- selection
     p.add_argument("--ratio", type=float, default=0.3,
                    help="select the top ratio of steps by perplexity per trajectory (paper: 0.3), "
                         "k = trajectory.budget(T, ratio) as in select.py")
     # ---- throughput
-    p.add_argument("--max-tokens", type=int, default=16384,
-                   help="token budget per forward pass (rows x longest row, padding included)")
+    p.add_argument("--batch-tokens", "--max-tokens", dest="batch_tokens", type=int, default=16384,
+                   help="token budget per forward pass (rows x longest row, padding included); --max-tokens is "
+                        "its old name")
     p.add_argument("--limit", type=int, default=None, help="score only the first N input records (smoke tests)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    # distributed setup from torchrun's environment variables; a plain `python perplexity.py` is rank 0 of 1
-    ddp = int(os.environ.get("WORLD_SIZE", 1)) > 1
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if ddp:
-        # ranks meet only twice (after reading what is done, and before the merge); a rank may wait there for
-        # the slowest one for a long time, hence the long timeout
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=12))
-    print0 = print if rank == 0 else (lambda *a, **k: None)
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(args.dtype) or \
-        (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
+def check_args(args):
+    """Refuse settings that make no sense (ValueError), before the input is read or a model loaded."""
+    if not 0 < args.ratio <= 1:  # also refuses nan
+        raise ValueError(f"--ratio must be in (0, 1], got {args.ratio}")
+    for flag, value in [("--max-length", args.max_length), ("--batch-tokens", args.batch_tokens),
+                        ("--limit", 1 if args.limit is None else args.limit)]:
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    trajectory.check_output(args.output, [args.input])
+
+
+def load_model(args, device, dtype):
+    """(tokenizer, model). The tokenizer first (fast): a folder that is missing or has no chat template is
+    refused before the weights load. ValueError with one line on any problem."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot load the tokenizer of {args.tokenizer or args.model}: "
+                         f"{' '.join(str(e).split())[:300]}") from None
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{args.tokenizer or args.model}: the tokenizer has no chat_template; steps are scored on "
+                         f"the model's own chat template (use an instruct/chat model folder)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot load the model {args.model}: {' '.join(str(e).split())[:300]}") from None
     if getattr(model.config, "final_logit_softcapping", None):
-        sys.exit(f"perplexity.py: {args.model} post-processes its logits (final_logit_softcapping); "
-                 f"step_ppls applies only the LM head")
+        raise ValueError(f"{args.model} post-processes its logits (final_logit_softcapping); step_ppls applies "
+                         f"only the LM head")
+    return tokenizer, model
 
+
+def setup(args, rank, world, device):
+    """Everything that can refuse the run, in the order that wastes least: options, the input, the output's lock
+    and settings, the model. Returns (records, lock, tokenizer, model, dtype)."""
+    check_args(args)
     records = trajectory.read_records(args.input)[:args.limit]
-    order = [rec["item_id"] for rec in records]
-    # each rank cuts a partial last line off its own part file, then all ranks read what is done
-    _, out = trajectory.open_resumable(part_path(args.output, rank) if ddp else args.output)
-    if ddp:
-        dist.barrier()
-    done = done_ids(args.output)
-    if ddp:
-        dist.barrier()  # nobody writes before everybody has read
-    todo = [rec for rec in records if rec["item_id"] not in done]
-    mine = todo[rank::world]
-    print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to score "
-           f"on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
+    dtype, why = trajectory.resolve_dtype(args.dtype, device.type)
+    # one writer per output: rank 0 holds OUTPUT's lock (the other ranks write nothing before meeting rank 0 at
+    # the first barrier, and torchrun stops them when rank 0 refuses)
+    lock = trajectory.lock_output(args.output) if rank == 0 else None
+    config = {**{k: v for k, v in vars(args).items() if k != "force"}, "world_size": world,
+              "dtype_resolved": str(dtype), "dtype_reason": why}
+    compare = ["model", "tokenizer", "ratio", "max_length"]
     if rank == 0:
-        with open(f"{args.output}.config.json", "w") as f:
-            json.dump({**vars(args), "world_size": world, "dtype_resolved": str(dtype)}, f, indent=1)
+        trajectory.check_config(f"{args.output}.config.json", config, compare, args.force)
+    tokenizer, model = load_model(args, device, dtype)
+    if rank == 0:
+        trajectory.keep_config(f"{args.output}.config.json", config, compare, args.force)
+    return records, lock, tokenizer, model, dtype
 
-    by_id = {rec["item_id"]: rec for rec in mine}
+
+def score_all(args, records, tokenizer, model, out, rank, ddp):
+    """Score this rank's records, batch by batch, appending each output record as soon as it is done."""
+    by_id = {rec["item_id"]: rec for rec in records}
     items, n_cut, cut_records = [], 0, 0
-    for rec in mine:
+    for rec in records:
         tok = trajectory.tokenize_record(rec, tokenizer, max_length=args.max_length)
         items.append((rec["item_id"], tok["input_ids"], tok["spans"]))
         n_cut += tok["n_cut_steps"]
@@ -223,14 +254,14 @@ def main(argv=None):
     n_steps = n_selected = 0
     t0, n_tokens = time.time(), 0
     bar = tqdm(total=len(items), desc=f"scoring (rank {rank})", disable=rank != 0 and ddp, unit="traj")
-    for batch in token_budget_batches(items, args.max_tokens):
+    for batch in token_budget_batches(items, args.batch_tokens):
         for (item_id, ids, spans), scores in zip(batch, step_ppls(model, batch)):
             rec = by_id[item_id]
             steps = trajectory.step_indices(rec)
             k = trajectory.budget(len(steps), args.ratio)
             for s, v in scores.items():
                 if not math.isfinite(v):
-                    raise ValueError(f"{args.input}: item_id {item_id!r}: step {s} has perplexity {v}")
+                    raise trajectory.RecordError(f"{args.input}: item_id {item_id!r}: step {s} has perplexity {v}")
             critical = top_steps(scores, k)
             selection = {"method": "perplexity", "ratio": args.ratio, "model": args.model,
                          "scores": {str(s): scores[s] for s in sorted(scores)},
@@ -241,18 +272,59 @@ def main(argv=None):
             n_tokens += len(ids)
         bar.update(len(batch))
     bar.close()
-    out.close()
     dt = time.time() - t0
     print(f"rank {rank}: scored {len(items)} trajectories, {n_steps} steps, selected {n_selected}; "
           f"{n_cut} steps in {cut_records} trajectories cut by --max-length {args.max_length} (never selected); "
           f"{n_tokens / max(dt, 1e-9):.0f} tokens/s")
+
+
+def main(argv=None):
+    args = get_args(argv)
+    # distributed setup from torchrun's environment variables; a plain `python perplexity.py` is rank 0 of 1
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    ddp = world > 1
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    try:  # every refusal is one line (on the rank that refuses; torchrun then stops the others)
+        records, lock, tokenizer, model, dtype = setup(args, rank, world, device)
+    except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
+        raise SystemExit(f"perplexity.py: {e}") from None
     if ddp:
-        dist.barrier()  # every part file is complete
-    if rank == 0:
-        merged = merge_parts(args.output, order)
-        if merged:
-            print(f"merged {merged} records from part files into {args.output}")
-        print(f"wrote {args.output}")
+        # ranks meet only twice (after reading what is done, and before the merge); a rank may wait there for
+        # the slowest one for a long time, hence the long timeout
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=12))
+    print0 = print if rank == 0 else (lambda *a, **k: None)
+
+    order = [rec["item_id"] for rec in records]
+    try:
+        # each rank cuts a partial last line off its own part file, then all ranks read what is done
+        _, out = trajectory.open_resumable(part_path(args.output, rank) if ddp else args.output)
+        if ddp:
+            dist.barrier()
+        done = done_ids(args.output)
+        if ddp:
+            dist.barrier()  # nobody writes before everybody has read
+        todo = [rec for rec in records if rec["item_id"] not in done]
+        mine = todo[rank::world]
+        print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to score "
+               f"on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
+        score_all(args, mine, tokenizer, model, out, rank, ddp)
+        out.close()
+        if ddp:
+            dist.barrier()  # every part file is complete
+        if rank == 0:
+            merged = merge_parts(args.output, order)
+            if merged:
+                print(f"merged {merged} records from part files into {args.output}")
+            print(f"wrote {args.output}")
+    except trajectory.RecordError as e:
+        raise SystemExit(f"perplexity.py: {e}") from None
+    finally:
+        if lock is not None:
+            lock.close()
     if ddp:
         dist.destroy_process_group()
 
