@@ -43,8 +43,8 @@ per trajectory via trajectory.with_selection, selection = {"method": "value", "r
 "values": {step: V}, "r_s": {step: r_s}, "delta": {step: delta}, ...}; resumable per trajectory.
 """
 import argparse
-import json
-import sys
+import math
+import os
 import time
 from collections import defaultdict
 
@@ -189,22 +189,19 @@ def estimate(records, make_env_fn, policy, rollouts=5, gamma=0.99, threshold=0.1
 
 
 def make_policy(args):
-    if args.policy == "expert":
-        return agent.ExpertPolicy()
-    if args.model is None:
-        sys.exit(f"--policy {args.policy} needs --model")
-    if args.policy == "openai":
-        return agent.OpenAIPolicy(args.model, args.base_url, args.api_key, max_tokens=args.max_new_tokens,
-                                  temperature=args.temperature)
-    return agent.HFPolicy(args.model, max_new_tokens=args.max_new_tokens, max_context=args.max_context,
-                          temperature=args.temperature)
+    """The rollout policy from the command line (agent.make_policy: ValueError with one line for bad settings)."""
+    return agent.make_policy(args.policy, model=args.model, base_url=args.base_url, api_key=args.api_key,
+                             max_new_tokens=args.max_new_tokens, max_context=args.max_context,
+                             temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype)
 
 
-def main(argv=None):
+def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # ---- data
     p.add_argument("--input", required=True, help="expert trajectories: JSONL or a JSON list (AgentTraj-L format)")
     p.add_argument("--output", required=True, help="output JSONL (resumable per trajectory)")
+    p.add_argument("--force", action="store_true", help="write into an output made with other settings (env, "
+                                                        "policy, model, rollouts, gamma, threshold, criterion)")
     p.add_argument("--limit", type=int, default=None, help="only the first N input records (smoke tests)")
     # ---- environment
     p.add_argument("--env", required=True, help=f"environment name: built-in {', '.join(BUILTIN)}, or an AgentGym "
@@ -220,7 +217,10 @@ def main(argv=None):
                         "expert (a smoke test: every rollout succeeds)")
     p.add_argument("--model", default=None, help="openai: served model name; hf: model folder")
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
-    p.add_argument("--api-key", default="EMPTY", help="openai: API key")
+    p.add_argument("--api-key", default="EMPTY", help="openai: API key (never written to any file)")
+    p.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "bf16", "fp32"], default="auto",
+                   help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature (paper/IPR: 1)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="tokens per policy turn")
     p.add_argument("--max-context", type=int, default=4096, help="hf: prompt tokens after which a rollout ends")
@@ -231,48 +231,113 @@ def main(argv=None):
     p.add_argument("--criterion", choices=["rs", "v"], default="rs",
                    help="rs: rise of r_s (eq. 8) from the previous step; v: rise of eq. 9's V (see docstring)")
     p.add_argument("--concurrency", type=int, default=8, help="rollouts running at once (one env instance each)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def check_args(args):
+    """Refuse settings that make no sense (ValueError), before anything is read, reset or loaded."""
+    for flag, value in [("--rollouts", args.rollouts), ("--concurrency", args.concurrency),
+                        ("--max-new-tokens", args.max_new_tokens),
+                        ("--limit", 1 if args.limit is None else args.limit)]:
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if not 0 <= args.gamma <= 1:
+        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if not math.isfinite(args.threshold) or not 0 <= args.temperature < math.inf:
+        raise ValueError(f"--threshold must be a number and --temperature >= 0, got {args.threshold} and "
+                         f"{args.temperature}")
     kind = "server" if args.env_server else "builtin"
     if args.env not in DETERMINISTIC_RESET[kind] and not args.assume_deterministic_reset:
-        sys.exit(f"value_estimate.py: refusing --env {args.env}{' on ' + args.env_server if args.env_server else ''}: "
-                 f"rollouts restore a state by resetting the task and replaying the expert, which needs a reset "
-                 f"that is deterministic per task id; known to be: {', '.join(sorted(DETERMINISTIC_RESET[kind]))}. "
-                 f"The paper ran this on BabyAI and Weather only, because other envs draw goals at random on reset. "
-                 f"If yours does not, pass --assume-deterministic-reset (the replay check still guards the run).")
-    make_env_fn = lambda: make_env(args.env, args.env_server)
-    probe = make_env_fn()
-    max_rounds = probe.max_rounds
-    probe.close()
+        raise ValueError(
+            f"refusing --env {args.env}{' on ' + args.env_server if args.env_server else ''}: rollouts restore a "
+            f"state by resetting the task and replaying the expert, which needs a reset that is deterministic per "
+            f"task id; known to be: {', '.join(sorted(DETERMINISTIC_RESET[kind]))}. The paper ran this on BabyAI "
+            f"and Weather only, because other envs draw goals at random on reset. If yours does not, pass "
+            f"--assume-deterministic-reset (the replay check still guards the run).")
+    trajectory.check_output(args.output, [args.input])
 
+
+def read_input(args):
+    """The records to estimate, each checked to name its task and to be replayable (RecordError if not)."""
     records = trajectory.read_records(args.input)[:args.limit]
     for n, rec in enumerate(records, 1):
-        where = f"{args.input}: record {n}"
         try:
             task_id_of(rec, args.env), expert_turns(rec)
         except trajectory.RecordError as e:
-            sys.exit(f"{where}: {e}")
-    done, out = trajectory.open_resumable(args.output)
-    todo = [rec for rec in records if rec["item_id"] not in done]
-    with open(f"{args.output}.config.json", "w") as f:
-        json.dump(vars(args), f, indent=1)
+            raise trajectory.RecordError(f"{args.input}: record {n}: {e}") from None
+    return records
+
+
+def max_rounds_of(args):
+    """The env's episode length, from one instance (which also checks that the env can be made)."""
+    try:
+        probe = make_env(args.env, args.env_server)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--env {args.env}: {e}") from None
+    try:
+        return probe.max_rounds
+    finally:
+        probe.close()
+
+
+def open_output(args, records):
+    """Lock the output, check its settings, read what is done, and make the policy if anything is left:
+    (lock, output file, todo, policy). A refused run leaves no new output or config behind."""
+    lock = trajectory.lock_output(args.output)
+    config = {k: v for k, v in vars(args).items() if k != "force"}
+    config_path, compare = f"{args.output}.config.json", ["env", "policy", "model", "rollouts", "gamma",
+                                                          "threshold", "criterion", "temperature"]
+    try:
+        trajectory.check_config(config_path, config, compare, args.force)
+        existed = os.path.exists(args.output)
+        done, out = trajectory.open_resumable(args.output)
+        todo = [rec for rec in records if rec["item_id"] not in done]
+        try:
+            policy = make_policy(args) if todo else None
+        except BaseException:
+            out.close()
+            if not existed and os.path.getsize(args.output) == 0:
+                os.remove(args.output)
+            raise
+        trajectory.keep_config(config_path, config, compare, args.force)
+    except BaseException:
+        lock.close()
+        raise
+    return lock, out, todo, policy, len(done)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    try:  # every refusal is one line
+        check_args(args)
+        records = read_input(args)
+        max_rounds = max_rounds_of(args)
+        lock, out, todo, policy, n_done = open_output(args, records)
+    except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
+        raise SystemExit(f"value_estimate.py: {e}") from None
     episodes, replay, lo, hi = count_cost(todo, args.rollouts, max_rounds)
     n_steps = sum(len(trajectory.step_indices(r)) for r in todo)
-    print(f"value estimate: {len(records)} trajectories, {len(done)} already done, {len(todo)} to estimate "
+    print(f"value estimate: {len(records)} trajectories, {n_done} already done, {len(todo)} to estimate "
           f"({n_steps} steps) with {args.rollouts} rollouts per step and the start state")
     print(f"  needs {episodes} episodes (resets), {replay} replayed env steps, and between {lo} and {hi} policy "
           f"calls (= env steps of the rollouts; max {max_rounds} rounds per episode) at concurrency {args.concurrency}")
-    if not todo:
-        return
-    policy = make_policy(args)
     stats = defaultdict(int)
     t0 = time.time()
-    bar = tqdm(total=episodes, desc="rollouts", unit="ep")
-    for rec in estimate(todo, make_env_fn, policy, args.rollouts, args.gamma, args.threshold, args.concurrency,
-                        args.temperature, args.criterion, args.env, bar, stats, not args.no_replay_check):
-        trajectory.append_record(out, rec)
-    bar.close()
-    out.close()
+    bar = tqdm(total=episodes, desc="rollouts", unit="ep", disable=not todo)
+    try:
+        for rec in [] if not todo else estimate(todo, lambda: make_env(args.env, args.env_server), policy, rollouts=args.rollouts,
+                            gamma=args.gamma, threshold=args.threshold, concurrency=args.concurrency,
+                            temperature=args.temperature, criterion=args.criterion, env_name=args.env,
+                            progress=bar, stats=stats, replay_check=not args.no_replay_check):
+            trajectory.append_record(out, rec)
+    except RuntimeError as e:  # the replay does not restore a recorded state: the data or the env is not usable
+        raise SystemExit(f"value_estimate.py: {args.input}: {e}") from None
+    finally:
+        bar.close()
+        out.close()
+        lock.close()
+    if not todo:
+        return
     dt = time.time() - t0
     print(f"wrote {stats['trajectories']} trajectories to {args.output}: {stats['selected']} of {stats['steps']} steps "
           f"critical ({stats['no_critical']} trajectories with none); {stats['episodes']} episodes, "
