@@ -99,7 +99,8 @@ def get_args(argv=None):
                     help="openai: API key (default $OPENAI_API_KEY; never written to any file)")
     ap.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy, as AgentGym)")
     ap.add_argument("--max-new-tokens", type=int, default=512, help="tokens per assistant turn")
-    ap.add_argument("--max-context", type=int, default=4096, help="prompt + answer tokens at most (AgentGym: 4096)")
+    ap.add_argument("--max-context", type=int, default=4096, help="prompt + answer tokens at most (AgentGym: 4096); "
+                                                                  "0: no limit of ours (openai: the server's)")
     ap.add_argument("--dtype", default="auto", help="hf: auto, bfloat16 or float32")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
     # ---- run
@@ -122,7 +123,9 @@ def get_args(argv=None):
         return args
     if args.output is None or (args.env is None and args.from_critical is None):
         ap.error("--env and --output are required (or --from-critical and --output, or --report FILES)")
-    for name in ("concurrency", "max_new_tokens", "max_context", "max_rounds"):
+    if args.max_context < 0:
+        ap.error(f"--max-context must be >= 0 (0: no limit of ours), got {args.max_context}")
+    for name in ("concurrency", "max_new_tokens", "max_rounds"):
         value = getattr(args, name)
         if value is not None and value < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")

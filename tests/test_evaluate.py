@@ -201,3 +201,160 @@ def test_hf_policy_batches_running_episodes(tmp_path):
     small = agent.HFPolicy(str(folder), max_new_tokens=6, max_context=50, dtype="float32")
     r = run_episode(make_env("maze"), small, 0)
     assert r["end"] == "context" and r["rounds"] == 0  # the maze prompt alone is longer than 50 tokens
+
+
+# ----------------------------------------------------------------------------- task files, bad inputs, one writer
+
+def test_task_file_formats(tmp_path, capsys):
+    plain = tmp_path / "ids.txt"
+    plain.write_text("3\n\n0\nmaze_7\n")
+    assert evaluate.read_task_file(str(plain), "maze")[0] == [3, 0, 7]
+    agenteval = tmp_path / "maze_test.json"  # AgentEval: a JSON list of objects, prefixed item ids
+    agenteval.write_text(json.dumps([{"item_id": f"lmrlgym_maze_{i}", "conversations": []} for i in (4, 1, 2)]))
+    assert evaluate.read_task_file(str(agenteval), "maze")[0] == [4, 1, 2]
+    weather = tmp_path / "weather.json"
+    weather.write_text(json.dumps([{"item_id": "tool_weather_5"}, {"item_id": "tool_weather_0"}]))
+    assert evaluate.read_task_file(str(weather), "weather")[0] == [5, 0]
+    # AgentTraj-L as JSONL records of several envs: the maze ids are taken, the others counted
+    traj = tmp_path / "traj.jsonl"
+    recs = [{"item_id": i, "conversations": [{"from": "human", "value": "x"}]} for i in
+            ("maze_10", "wordle_3", "babyai_2", "maze_11")]
+    traj.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    ids, other = evaluate.read_task_file(str(traj), "maze")
+    assert ids == [10, 11] and other == {"wordle": 1, "babyai": 1}
+    # and through the CLI
+    out = tmp_path / "r.jsonl"
+    evaluate.main(["--env", "maze", "--task-file", str(agenteval), "--output", str(out)])
+    assert sorted(json.loads(l)["task_id"] for l in open(out)) == [1, 2, 4]
+    evaluate.main(["--env", "maze", "--task-file", str(traj), "--output", str(tmp_path / "r2.jsonl")])
+    assert "2 tasks of other envs left out (wordle 1, babyai 1)" in capsys.readouterr().out
+
+
+def expect_one_line(argv, message, capsys=None):
+    """evaluate.main(argv) stops with one line holding `message` (argparse errors: exit code 2, message on stderr)."""
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(argv)
+    text = str(e.value.code) if not isinstance(e.value.code, int) else capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code != 0 and message in text and "\n" not in text, text
+    return text
+
+
+def test_bad_inputs_one_line_nothing_left_behind(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    dup, empty, folder = tmp_path / "dup.txt", tmp_path / "empty.txt", tmp_path / "folder"
+    dup.write_text("1\n2\n1\n")
+    empty.write_text("\n")
+    folder.mkdir()
+    base = ["--env", "maze", "--output", str(out)]
+    expect_one_line(base + ["--tasks", "3:1"], "--tasks 3:1: an empty or negative range")
+    expect_one_line(base + ["--task-file", str(empty)], "the task file is empty")
+    expect_one_line(base + ["--task-file", str(dup)], "line 3: duplicate task maze_1 (first at line 1)")
+    expect_one_line(base + ["--task-file", str(folder)], "is a folder")
+    expect_one_line(base + ["--tasks", "0:2", "--max-rounds", "0"], "--max-rounds must be at least 1", capsys)
+    expect_one_line(base + ["--tasks", "0:2", "--concurrency", "0"], "--concurrency must be at least 1", capsys)
+    expect_one_line(["--env", "maze", "--tasks", "0:2", "--output", str(folder)], "is a folder", capsys)
+    for model, message in ((tmp_path / "nomodel", "nomodel"), (folder, "folder")):
+        expect_one_line(base + ["--tasks", "0:2", "--policy", "hf", "--model", str(model)], message)
+    assert sorted(os.listdir(tmp_path)) == ["dup.txt", "empty.txt", "folder", "r.jsonl.lock"]  # no output, no config
+    # the command line: exit code 1, one line on stderr, no traceback
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "evaluate.py", "--env", "maze", "--task-file", str(dup), "--output",
+                          str(out)], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1 and "duplicate task" in run.stderr
+
+
+def test_config_has_no_key_and_other_settings_are_refused(tmp_path):
+    out = tmp_path / "r.jsonl"
+    canary = "sk-canary-0123456789"
+    argv = ["--env", "maze", "--tasks", "0:2", "--output", str(out), "--api-key", canary, "--label", "expert"]
+    evaluate.main(argv)
+    cfg = json.load(open(str(out) + ".config.json"))
+    assert cfg["api_key_set"] is True and "api_key" not in cfg
+    assert all(canary not in open(tmp_path / f).read() for f in os.listdir(tmp_path))
+    for change, what in ((["--label", "other"], "label"), (["--max-rounds", "3"], "max_rounds"),
+                         (["--temperature", "0.5"], "temperature")):
+        with pytest.raises(SystemExit, match=f"other settings \\({what}:"):
+            evaluate.main(argv[:-2] + change if change[0] == "--label" else argv + change)
+    assert len(open(out).readlines()) == 2
+    evaluate.main(argv + ["--max-rounds", "3", "--tasks", "0:3", "--force"])  # told to: the run goes on
+    assert len(open(out).readlines()) == 3
+    # a second writer is refused, naming the holder; a lock its killed holder left does not block
+    from trajectory import lock_output
+    held = lock_output(str(out))
+    try:
+        with pytest.raises(SystemExit, match="another run is writing this output"):
+            evaluate.main(argv + ["--force"])
+    finally:
+        held.close()
+    evaluate.main(argv + ["--force"])
+
+
+# ----------------------------------------------------------------------------- Table 6: --from-critical
+
+def make_selection(tmp_path, ids):
+    """A tiny selection file from the expert's own maze episodes: every other step is critical."""
+    from trajectory import step_indices, with_selection, write_jsonl
+    evaluate.main(["--env", "maze", "--tasks", f"{ids[0]}:{ids[-1] + 1}", "--output", str(tmp_path / "e.jsonl"),
+                   "--save-trajectories", str(tmp_path / "expert.jsonl")])
+    recs = read_records(tmp_path / "expert.jsonl")
+    sel = [with_selection(r, step_indices(r)[1::2], {"method": "random", "ratio": 0.5}) for r in recs]
+    write_jsonl(tmp_path / "sel.jsonl", sel)
+    return {r["item_id"]: r for r in sel}
+
+
+class MoveUp:  # a fixed stub policy
+    def __call__(self, convs, envs, temperature=None):
+        return ["Thought:\nup\n\nAction:\nmove up"] * len(convs)
+
+
+def test_from_critical_expert_and_stub(tmp_path, capsys):
+    sel = make_selection(tmp_path, list(range(4)))
+    n_crit = sum(len(r["critical_steps"]) for r in sel.values())
+    assert n_crit >= 8
+    for name, policy in (("expert", None), ("stub", MoveUp())):
+        out = tmp_path / f"table6_{name}.jsonl"
+        argv = ["--from-critical", str(tmp_path / "sel.jsonl"), "--output", str(out), "--label", "base",
+                "--concurrency", "3"]
+        res = evaluate.from_critical(evaluate.get_args(argv), policy=policy)
+        assert len(res) == len(sel) + n_crit  # one from scratch per task, one per critical step
+        rows = [json.loads(l) for l in open(out)]
+        assert sorted((r["item_id"], r["start"] or 0) for r in rows) == sorted(
+            [(i, 0) for i in sel] + [(i, c) for i, r in sel.items() for c in r["critical_steps"]])
+        for r in res:
+            rec = sel[r["item_id"]]
+            if r["start"] is None:
+                assert r["replayed"] == 0
+                continue
+            c = r["start"]
+            # word for word: the record's turns through its critical step, then the policy's own
+            words = lambda conv: [(t["from"], t["value"]) for t in conv]  # the loss flags are the selection's
+            assert words(r["conversations"][:c + 1]) == words(rec["conversations"][:c + 1])
+            assert r["replayed"] == len([s for s in rec["steps"] if s <= c])
+            if policy is None:
+                assert r["success"] == 1
+            elif len(r["conversations"]) > c + 2:
+                assert r["conversations"][c + 2]["value"] == "Thought:\nup\n\nAction:\nmove up"
+        if policy is None:
+            assert all(r["success"] == 1 for r in res)  # the expert reaches success from every start
+        # a rerun does nothing more
+        again = evaluate.from_critical(evaluate.get_args(argv), policy=policy)
+        assert again == [] and len(open(out).readlines()) == len(sel) + n_crit
+    capsys.readouterr()
+    t6 = evaluate.report(evaluate.get_args(["--report", str(tmp_path / "table6_stub.jsonl"), "--report-png",
+                                            str(tmp_path / "t.png")]))["table6"]["base"]["maze"]
+    assert t6["scratch"]["n"] == 4 and t6["critical"]["n"] == n_crit and t6["tasks"] == 4
+    assert "From critical step" in capsys.readouterr().out
+
+
+def test_from_critical_bad_selection_one_line(tmp_path):
+    sel = make_selection(tmp_path, [0, 1])
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(open(tmp_path / "expert.jsonl").read())
+    out = str(tmp_path / "c.jsonl")
+    with pytest.raises(SystemExit, match="record 1 .*no 'critical_steps'"):
+        evaluate.main(["--from-critical", str(plain), "--output", out])
+    with pytest.raises(SystemExit, match="no record of env 'wordle'"):
+        evaluate.main(["--from-critical", str(tmp_path / "sel.jsonl"), "--env", "wordle", "--output", out])
+    assert not os.path.exists(out) and not os.path.exists(out + ".config.json") and len(sel) == 2
