@@ -13,6 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evaluate import parse_label, wilson  # noqa: E402
 from trajectory import read_records, step_indices  # noqa: E402
 
 p = argparse.ArgumentParser(description="summary of a demo.sh run")
@@ -49,11 +50,26 @@ for i in ids:
     by_env[i.split("_")[0]] = by_env.get(i.split("_")[0], 0) + 1
 print(f"training slice: {len(recs)} expert trajectories ({', '.join(f'{e} {n}' for e, n in by_env.items())}), "
       f"{n_steps} steps (paper: ~14k AgentTraj-L trajectories)")
-print(f"{'selection':12} {'selected':>9} {'of':>4} {'steps kept':>10} {'share':>6}  not selected")
-for name in ("all", "random", "perplexity", "atlas"):
+# selections are named by evaluate.py's --label convention (complete, random@M, critical@M, noncritical@M, ...);
+# the names of older demo runs (all, random, perplexity, atlas) are read too
+ORDER = ("complete", "all", "random", "perplexity", "value", "critical", "atlas", "noncritical")
+
+
+def order(name):
+    method = (parse_label(name) or (name.split("@")[0], None))[0]
+    return (ORDER.index(method) if method in ORDER else len(ORDER), name)
+
+
+names = sorted({os.path.basename(p)[:-len(".jsonl")] for p in glob.glob(os.path.join(out, "select", "*.jsonl"))
+                if not p.endswith(".errors.jsonl")}, key=order)
+width = max([16] + [len(n) + 2 for n in names])
+print(f"{'selection':{width}} {'selected':>9} {'of':>4} {'steps kept':>10} {'share':>6}  not selected")
+if not any(order(n)[0] in (ORDER.index("critical"), ORDER.index("atlas")) for n in names):
+    names.append("critical@M")  # the oracle's selection: the row the demo is about
+for name in names:
     path = os.path.join(out, "select", f"{name}.jsonl")
     if not os.path.exists(path):
-        print(f"{name:12} {'-':>9} {len(ids):4d} {'-':>10} {'-':>6}  did not run")
+        print(f"{name:{width}} {'-':>9} {len(ids):4d} {'-':>10} {'-':>6}  did not run (see warnings below)")
         continue
     sel = jsonl(path)
     kept = sum(sum(1 for t in r["conversations"] if t["from"] == "gpt" and t.get("loss")) for r in sel)
@@ -73,7 +89,10 @@ for name in ("all", "random", "perplexity", "atlas"):
             why = f" ({len(errs)} in the errors file: " + "; ".join(f"{n}x {k}" for k, n in reasons.items()) + ")"
         if missing > len(errs):
             why += f" ({missing - len(errs)} not reached within ORACLE_BUDGET_S)"
-    print(f"{name:12} {len(sel):9d} {len(ids):4d} {kept:10d} {kept / max(total, 1):6.1%}  {missing}{why}")
+    print(f"{name:{width}} {len(sel):9d} {len(ids):4d} {kept:10d} {kept / max(total, 1):6.1%}  {missing}{why}")
+if os.path.exists(os.path.join(out, "shares.txt")):
+    print(f"  share of loss tokens per env, and trajectories held at the 1-step minimum: {out}/shares.txt "
+          f"(analyze.py)")
 
 # ---- training
 print("training (torchrun, FSDP2 on gloo, fp32):")
@@ -90,19 +109,36 @@ print("  !! the paper trains 3 epochs x batch 128 (~330 steps on ~14k trajectori
       "few steps only show the loop runs and the loss moves")
 
 # ---- evaluation
-rows = {}
-for path in sorted(glob.glob(os.path.join(out, "results", "*.jsonl"))):
+rows, starts = {}, {}
+for path in sorted(glob.glob(os.path.join(out, "results", "*.jsonl")) + glob.glob(os.path.join(out, "table6",
+                                                                                                  "*.jsonl"))):
+    if path.endswith("_selection.jsonl"):
+        continue
     for r in jsonl(path):
-        rows.setdefault(r.get("label") or os.path.basename(path).rsplit("_", 1)[0], {}).setdefault(
-            r.get("env", "?"), []).append(r)
+        label = r.get("label") or os.path.basename(path).rsplit("_", 1)[0]
+        (starts if "start" in r else rows).setdefault(label, {}).setdefault(r.get("env", "?"), []).append(r)
+
+
+def solved(rs):
+    k, n = sum(int(r["success"]) for r in rs), len(rs)
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} solved (95 % interval {lo:.0f}-{hi:.0f} %)"
+
+
 print(f"evaluation (evaluate.py --policy hf, greedy): held-in {', '.join(args.train_envs)} (trained on); held-out "
       f"{', '.join(args.heldout_envs)} (not trained on)")
-for label, envs in rows.items():
-    print(f"  {label:12} " + ", ".join(f"{e}: {sum(r['success'] for r in rs)}/{len(rs)} solved"
-                                      for e, rs in sorted(envs.items())))
-print(f"  !! {args.n_eval or '?'} test tasks per env: far too few to compare methods (the paper: hundreds per env); "
-      f"only {', '.join(args.train_envs)} was trained on (the report's held-in columns; "
-      f"{', '.join(args.heldout_envs)} held-out via evaluate.py --held-out)")
+for label in sorted(rows, key=order):
+    print(f"  {label:{width - 2}} " + ", ".join(f"{e}: {solved(rs)}" for e, rs in sorted(rows[label].items())))
+print(f"  !! {args.n_eval or '?'} test tasks per env: far too few to compare methods (the paper: hundreds per env; "
+      f"the intervals above show how little such counts say); only {', '.join(args.train_envs)} was trained on "
+      f"(the report's held-in columns; {', '.join(args.heldout_envs)} held-out via evaluate.py --held-out)")
+for label, envs in starts.items():
+    for env, rs in sorted(envs.items()):
+        scratch = [r for r in rs if r["start"] is None]
+        restart = [r for r in rs if r["start"] is not None]
+        print(f"Table 6 ({label}, {env}): from scratch {solved(scratch)}; from a critical step {solved(restart)} "
+              f"({len(scratch)} tasks, {len(restart)} restarts; "
+              f"{sum(r.get('rounds') == r.get('replayed') for r in restart)} ended inside the replayed expert turns)")
 
 # ---- warnings, time, artifacts
 warn = os.path.join(out, "warnings.txt")
@@ -122,7 +158,9 @@ print("artifacts:")
 for what, path in [("model (HF folder)", args.model), ("training slice", data),
                    ("selections", os.path.join(out, "select")), ("checkpoints (final/ = HF folder)",
                                                                  os.path.join(out, "train")),
-                   ("episode results", os.path.join(out, "results")), ("Table-1 chart", os.path.join(out,
-                                                                                                      "table1.png")),
+                   ("episode results", os.path.join(out, "results")), ("Table 6 episodes", os.path.join(out, "table6")),
+                   ("Tables 1, 2, 3, 6 (text)", os.path.join(out, "report.txt")),
+                   ("charts (Tables 1, 3, 6)", os.path.join(out, "table1.png")),
+                   ("step and token shares", os.path.join(out, "shares.txt")),
                    ("logs", os.path.join(out, "logs")), ("stage times", tim)]:
     print(f"  {what:34} {os.path.abspath(path)}{'' if os.path.exists(path) else '  (missing)'}")

@@ -38,19 +38,27 @@ def test_demo_report_counts(tmp_path):
     out = tmp_path / "demo"
     recs = [_rec("maze_1", 4), _rec("maze_2", 6), _rec("maze_3", 5)]
     _write(str(out / "data" / "train.jsonl"), recs)
-    _write(str(out / "select" / "all.jsonl"), recs)
-    # random: 1 step of each; atlas: only maze_2 selected (2 steps), maze_1 failed, maze_3 never reached
-    _write(str(out / "select" / "random.jsonl"),
-           [with_selection(r, [3], {"method": "random"}) for r in recs])
-    _write(str(out / "select" / "atlas.jsonl"), [with_selection(recs[1], [3, 7], {"method": "oracle"})])
-    _write(str(out / "select" / "atlas.jsonl.errors.jsonl"), [{"item_id": "maze_1", "reason": "unparsable"}])
-    os.makedirs(out / "train" / "all" / "final")
-    json.dump({"batch_size": 2}, open(out / "train" / "all" / "config.json", "w"))
-    open(out / "train" / "all" / "final" / "config.json", "w").write("{}")
-    _write(str(out / "train" / "all" / "metrics.jsonl"), [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
-    _write(str(out / "results" / "all_maze.jsonl"), [{"label": "all", "env": "maze", "success": 1, "reward": 1.0}])
-    _write(str(out / "results" / "all_wordle.jsonl"),
-           [{"label": "all", "env": "wordle", "success": 0, "reward": 0.0}] * 2)
+    _write(str(out / "select" / "complete.jsonl"), recs)
+    # random: 1 step of each; critical: only maze_2 selected (2 steps), maze_1 failed, maze_3 never reached
+    _write(str(out / "select" / "random@0.3.jsonl"),
+           [with_selection(r, [3], {"method": "random", "ratio": 0.3}) for r in recs])
+    _write(str(out / "select" / "critical@0.3.jsonl"), [with_selection(recs[1], [3, 7], {"method": "oracle"})])
+    _write(str(out / "select" / "critical@0.3.jsonl.errors.jsonl"), [{"item_id": "maze_1", "reason": "unparsable"}])
+    os.makedirs(out / "train" / "complete" / "final")
+    json.dump({"batch_size": 2}, open(out / "train" / "complete" / "config.json", "w"))
+    open(out / "train" / "complete" / "final" / "config.json", "w").write("{}")
+    _write(str(out / "train" / "complete" / "metrics.jsonl"), [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
+    _write(str(out / "results" / "complete_maze.jsonl"),
+           [{"label": "complete", "env": "maze", "success": 1, "reward": 1.0}])
+    _write(str(out / "results" / "complete_wordle.jsonl"),
+           [{"label": "complete", "env": "wordle", "success": 0, "reward": 0.0}] * 2)
+    # Table 6: 2 tasks from scratch (none solved), 3 restarts (2 solved, one of them inside the replay)
+    t6 = [{"label": "base", "env": "maze", "success": 0, "reward": 0.0, "start": None, "rounds": 15, "replayed": 0}] * 2
+    t6 += [{"label": "base", "env": "maze", "success": 1, "reward": 1.0, "start": 5, "rounds": 4, "replayed": 2},
+           {"label": "base", "env": "maze", "success": 1, "reward": 1.0, "start": 9, "rounds": 4, "replayed": 4},
+           {"label": "base", "env": "maze", "success": 0, "reward": 0.0, "start": 3, "rounds": 15, "replayed": 1}]
+    _write(str(out / "table6" / "maze.jsonl"), t6)
+    _write(str(out / "table6" / "maze_selection.jsonl"), [with_selection(recs[1], [3, 7], {"method": "oracle"})])
     open(out / "timings.tsv", "w").write("run\t2026-01-01T00:00:00Z\nvenv\t3\nmodel\t60\ntotal\t63\n")
     open(out / "warnings.txt", "w").write("")
     run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo_report.py"), "--out", str(out),
@@ -58,25 +66,37 @@ def test_demo_report_counts(tmp_path):
                          capture_output=True, text=True, check=True, cwd=ROOT)
     lines = run.stdout.splitlines()
     row = {l.split()[0]: l.split() for l in lines if l[:1].strip() and l.split()[0] in
-           ("all", "random", "perplexity", "atlas")}  # the selection table (evaluation lines are indented)
-    assert row["all"][1:5] == ["3", "3", "15", "100.0%"], row["all"]          # 15 steps, all kept
-    assert row["random"][1:5] == ["3", "3", "3", "20.0%"], row["random"]      # one step of each of 15
-    assert row["atlas"][1:5] == ["1", "3", "2", "33.3%"], row["atlas"]        # 2 of maze_2's 6 steps
-    atlas = next(l for l in lines if l.startswith("atlas"))
-    assert "1x unparsable" in atlas and "1 not reached" in atlas, atlas
-    _write(str(out / "select" / "atlas.jsonl.errors.jsonl"),
+           ("complete", "random@0.3", "critical@0.3")}  # the selection table (evaluation lines are indented)
+    assert row["complete"][1:5] == ["3", "3", "15", "100.0%"], row["complete"]       # 15 steps, all kept
+    assert row["random@0.3"][1:5] == ["3", "3", "3", "20.0%"], row["random@0.3"]     # one step of each of 15
+    assert row["critical@0.3"][1:5] == ["1", "3", "2", "33.3%"], row["critical@0.3"]  # 2 of maze_2's 6 steps
+    assert [l.split()[0] for l in lines if l[:1].strip() and l.split()[0] in row] == \
+        ["complete", "random@0.3", "critical@0.3"]  # the paper's order
+    crit = next(l for l in lines if l.startswith("critical@0.3"))
+    assert "1x unparsable" in crit and "1 not reached" in crit, crit
+    _write(str(out / "select" / "critical@0.3.jsonl.errors.jsonl"),
            [{"item_id": "maze_1", "reason": "unparsable after 1 answers (1 requests): the answer is not JSON (Unterm"
                                            "inated string) (cut at --max-tokens); answer began '{'"},
             {"item_id": "maze_3", "reason": "unparsable after 1 answers (1 requests): the answer is not JSON (Expec"
                                            "ting ',') (cut at --max-tokens); answer began '{'"}])
     again = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo_report.py"), "--out", str(out),
                             "--model", str(tmp_path / "nomodel")], capture_output=True, text=True, check=True)
-    atlas = next(l for l in again.stdout.splitlines() if l.startswith("atlas"))
-    assert "2x the answer is not JSON, cut at --max-tokens" in atlas and "not reached" not in atlas, atlas
-    assert "did not run" in next(l for l in lines if l.startswith("perplexity"))
+    crit = next(l for l in again.stdout.splitlines() if l.startswith("critical@0.3"))
+    assert "2x the answer is not JSON, cut at --max-tokens" in crit and "not reached" not in crit, crit
     assert any("2 optimizer steps x batch 2" in l and "2.000 -> 1.500" in l for l in lines), run.stdout
-    assert any("maze: 1/1 solved" in l and "wordle: 0/2 solved" in l for l in lines), run.stdout
+    # Wilson intervals by hand: 1/1 -> [20.7, 100], 0/2 -> [0, 65.8]
+    assert any("maze: 1/1 solved (95 % interval 21-100 %)" in l and "wordle: 0/2 solved (95 % interval 0-66 %)" in l
+               for l in lines), run.stdout
+    t6_line = next(l for l in lines if l.startswith("Table 6 (base, maze)"))
+    assert "from scratch 0/2 solved" in t6_line and "from a critical step 2/3 solved" in t6_line, t6_line
+    assert "1 ended inside the replayed expert turns" in t6_line, t6_line
     assert any(l.startswith("total: 63s") for l in lines), run.stdout
+    # without an oracle selection the report says that its row is missing
+    os.remove(out / "select" / "critical@0.3.jsonl")
+    os.remove(out / "select" / "critical@0.3.jsonl.errors.jsonl")
+    third = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo_report.py"), "--out", str(out),
+                            "--model", str(tmp_path / "nomodel")], capture_output=True, text=True, check=True)
+    assert "did not run" in next(l for l in third.stdout.splitlines() if l.startswith("critical@M"))
 
 
 def test_run_all_reads_every_bench():
