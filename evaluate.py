@@ -308,17 +308,20 @@ def open_output(args, config, key, policy=None):
     then open the output: a run refused on the way leaves no empty output or config behind."""
     cfg_path = args.output + ".config.json"
     had = os.path.exists(cfg_path) or os.path.exists(args.output)
-    lock = lock_output(args.output)
+    locks = [lock_output(args.output)]
     try:
+        if args.save_trajectories:  # a second run saving into the same records would duplicate them
+            locks.append(lock_output(args.save_trajectories))
         keep_config(cfg_path, config, COMPARE, force=args.force)
         policy = policy or make_policy(args)
         done, out = open_resumable(args.output, key=key)
     except BaseException:
         if not had and os.path.exists(cfg_path) and not os.path.exists(args.output):
             os.remove(cfg_path)
-        lock.close()
+        for lock in locks:
+            lock.close()
         raise
-    return lock, policy, done, out
+    return locks, policy, done, out
 
 
 def run(args, make, policy, jobs, out, label, name, traj=None, traj_done=(), extra=None):
@@ -372,8 +375,8 @@ def evaluate(args, policy=None):
     finally:
         probe.close()
     label = default_label(args)
-    lock, policy, done, out = open_output(args, {**vars(args), "n_tasks": len(ids), "label": label}, "item_id",
-                                          policy)
+    locks, policy, done, out = open_output(args, {**vars(args), "n_tasks": len(ids), "label": label}, "item_id",
+                                           policy)
     traj_done, traj = open_resumable(args.save_trajectories) if args.save_trajectories else (set(), None)
     try:
         todo = [i for i in ids if f"{args.env}_{i}" not in done]
@@ -384,7 +387,8 @@ def evaluate(args, policy=None):
         out.close()
         if traj is not None:
             traj.close()
-        lock.close()
+        for lock in locks:
+            lock.close()
     rows = [json.loads(line) for line in open(args.output) if line.strip()]
     rows = [r for r in rows if r.get("env") == args.env and r.get("task_id") in set(ids)]
     n = len(rows)
@@ -441,7 +445,7 @@ def from_critical(args, policy=None):
             probe.close()
     label = default_label(args)
     n = sum(len(j) for j in by_env.values())
-    lock, policy, done, out = open_output(args, {**vars(args), "n_episodes": n, "label": label}, "episode", policy)
+    locks, policy, done, out = open_output(args, {**vars(args), "n_episodes": n, "label": label}, "episode", policy)
     results = []
     try:
         for name, jobs in by_env.items():
@@ -453,7 +457,8 @@ def from_critical(args, policy=None):
                                                    "source_item_id": key[0]})
     finally:
         out.close()
-        lock.close()
+        for lock in locks:
+            lock.close()
     return results
 
 
