@@ -388,20 +388,22 @@ class TextCraftEnv:
         steps = plan(self.book, self.goal, self.inventory)
         if not steps:  # cannot happen while the episode runs (the goal is crafted in the last step)
             return "Thought:\nI should check what I am carrying.\n\nAction:\ninventory"
-        step = steps[0]
+        step, rest = steps[0], steps[1:]
+        item = step[1]
+        users = [s for s in rest if s[0] == "craft" and any(i == item for i, _ in s[3])]
+        need = sum(c for s in users for i, c in s[3] if i == item)
+        names = " and ".join(dict.fromkeys(text(s[1]) for s in users))
         if step[0] == "get":
-            _, item, count = step
-            uses = sorted({text(s[1]) for s in steps if s[0] == "craft" and any(i == item for i, _ in s[3])})
-            thought = (f"To craft {text(self.goal)} I need {count} {text(item)} for {', '.join(uses)}. "
-                       f"{text(item).capitalize()} has no crafting command, so I get it from the environment.")
-            return f"Thought:\n{thought}\n\nAction:\nget {count} {text(item)}"
-        _, out, n, paid = step
-        action = command(out, n, paid)
-        if out == self.goal:
-            thought = f"I have everything the recipe for {text(out)} needs, so I craft the goal now."
+            thought = (f"I need {need} {text(item)} for {names}, and no crafting command makes {text(item)}, so "
+                       f"I get it from the environment.")
+            return f"Thought:\n{thought}\n\nAction:\nget {step[2]} {text(item)}"
+        action = command(*step[1:])
+        if item == self.goal:
+            thought = f"I have all the ingredients of {text(item)}, the goal, so I craft it with \"{action}\"."
         else:
-            thought = (f"I have the ingredients for {text(out)}, which the next recipes need on the way to "
-                       f"{text(self.goal)}, so I craft it.")
+            held = self.inventory.get(item, 0)
+            thought = (f"{text(item).capitalize()} is an ingredient of {names}: I need {need} and have {held}, so "
+                       f"I craft it with \"{action}\".")
         return f"Thought:\n{thought}\n\nAction:\n{action}"
 
     def close(self):
