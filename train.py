@@ -9,34 +9,37 @@ One process (CPU, or one GPU):
 One node, 8 GPUs (the paper's setting: lr 2e-5, 3 epochs, global batch 128 trajectories, 8192 tokens):
     torchrun --nproc_per_node 8 train.py --data out/atlas_30.jsonl --model /models/Llama-3.1-8B-Instruct \
         --output out/train/llama-atlas --activation-checkpointing
-Continue a killed run (same command plus --resume):
+Continue a killed run (same command plus --resume; other data, model or optimisation flags are refused):
     torchrun --nproc_per_node 8 train.py ... --resume
 Tiny CPU demo (2 processes, gloo):
     torchrun --nproc_per_node 2 train.py --data out/atlas_30.jsonl --model models/SmolLM2-135M-Instruct \
         --output out/train/demo --batch-size 8 --max-steps 4 --max-length 1024
 
-Writes under --output: config.json (resolved flags and derived numbers), metrics.jsonl (one line per optimizer
-step), final/ (HF folder: model + tokenizer, loadable by from_pretrained and vLLM), step_N/ (every --save-every
-steps), state/ (the latest resumable state: sharded model + optimizer via torch.distributed.checkpoint).
+Writes under --output: config.json (resolved flags, data hash and derived numbers), metrics.jsonl (one line per
+optimizer step: loss, lr, grad norm, tokens/s, model TFLOP/s, MFU), final/ (HF folder: model + tokenizer,
+loadable by from_pretrained and vLLM), step_N/ (every --save-every steps), state/ (the latest resumable state:
+sharded model + optimizer via torch.distributed.checkpoint, saved every --save-minutes and at each epoch's end).
+A folder that holds a run is never overwritten silently: pass --resume to continue it or --overwrite to start over.
+One run writes a folder at a time (a lock in --output/.lock). Stop a run by killing the whole process tree
+(`kill -- -PGID` of torchrun's group, or Ctrl-C): workers also exit by themselves within a second of the
+launcher's death.
 """
 import argparse
+import hashlib
 import inspect
 import json
 import math
 import os
 import shutil
+import sys
+import threading
 import time
 
 import torch
-import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-import torch.nn.functional as F
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
-                                                     set_model_state_dict, set_state_dict)
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from tqdm import tqdm
 
-from trajectory import IGNORE_INDEX, RecordError, read_records, tokenize_record, trim_after_last_loss
+from trajectory import (IGNORE_INDEX, OutputBusy, RecordError, keep_config, lock_output, read_records,
+                        resolve_dtype, tokenize_record, trim_after_last_loss)
 
 # ----------------------------------------------------------------------------- config
 parser = argparse.ArgumentParser(description="ATLaS fine-tuning with the critical-step loss mask (FSDP2)")
@@ -49,7 +52,7 @@ parser.add_argument("--model", required=True, help="local HF folder of the model
                     "and chat template)")
 parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                     help="compute dtype; master weights, optimizer state and gradient reduction stay fp32. "
-                    "auto = bfloat16 on GPU, float32 on CPU")
+                    "auto = bfloat16 on GPU and on a CPU with native bf16 matmul, float32 otherwise")
 parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder")
 parser.add_argument("--activation-checkpointing", action="store_true", help="recompute each decoder block in "
                     "the backward pass (less memory, ~30%% more compute)")
@@ -71,47 +74,120 @@ parser.add_argument("--micro-batch-tokens", type=int, default=16384, help="token
 parser.add_argument("--seed", type=int, default=0, help="seed of the data order and of torch")
 # ---- checkpoints and logging
 parser.add_argument("--output", required=True, help="output folder (config, metrics, checkpoints)")
+parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last saved "
+                    "state (refused if the data, model or optimisation flags differ)")
+parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run "
+                    "(its config, metrics, checkpoints and final model are deleted)")
+parser.add_argument("--save-minutes", type=float, default=30.0, help="save the resumable state (state/) at the "
+                    "first step end after this many minutes since the last save, and at each epoch's end (0: only "
+                    "at epoch ends)")
 parser.add_argument("--save-every", type=int, default=0, help="also save an HF folder step_N/ and the "
-                    "resumable state every N optimizer steps (0: only at the end)")
-parser.add_argument("--resume", action="store_true", help="continue from --output/state (same flags)")
+                    "resumable state every N optimizer steps (0: off)")
 parser.add_argument("--stop-after", type=int, default=-1, help="leave after this many optimizer steps without "
                     "the final save, as a time-limited job would (resume with --resume); -1: off")
+parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak dense TFLOP/s in the "
+                    "compute dtype, for MFU (default: known GPUs' bf16 peak; none on CPU)")
 args = parser.parse_args()
+
+rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+master = rank == 0
+print0 = lambda *a, **k: print(*a, **k, flush=True) if master else None
+
+
+def fail(message):
+    """Refuse to go on: one line on stderr (rank 0 only; every rank finds the same problem), exit code 1."""
+    if master:
+        print(f"train.py: {message}", file=sys.stderr, flush=True)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    raise SystemExit(1)
+
+
+# ----------------------------------------------------------------------------- options and inputs, before any model
+# Everything a user can get wrong is checked here, in seconds, before a GPU is touched or an output folder exists.
+bad = [f"--{k.replace('_', '-')} {getattr(args, k)} must be positive" for k in
+       ("batch_size", "micro_batch_size", "micro_batch_tokens", "epochs", "max_length", "lr")
+       if not getattr(args, k) > 0]
+if args.batch_size > 0 and args.batch_size % world_size:
+    bad.append(f"--batch-size {args.batch_size} must divide by the world size {world_size}")
+bad += [f"{flag} {v} is out of range ({rule})" for flag, v, ok, rule in [
+    ("--lr", args.lr, math.isfinite(args.lr), "finite"),
+    ("--warmup-ratio", args.warmup_ratio, 0 <= args.warmup_ratio < 1, "0 <= r < 1"),
+    ("--weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
+    ("--grad-clip", args.grad_clip, args.grad_clip >= 0, ">= 0"),
+    ("--max-steps", args.max_steps, args.max_steps == -1 or args.max_steps > 0, "-1 or > 0"),
+    ("--save-minutes", args.save_minutes, args.save_minutes >= 0, ">= 0"),
+    ("--save-every", args.save_every, args.save_every >= 0, ">= 0"),
+    ("--peak-tflops", args.peak_tflops, args.peak_tflops is None or args.peak_tflops > 0, "> 0")] if not ok]
+if args.resume and args.overwrite:
+    bad.append("--resume and --overwrite exclude each other")
+if bad:
+    fail("; ".join(bad))
+if not os.path.isdir(args.model):
+    fail(f"--model {args.model}: no such folder (train.py loads local model folders)")
+if not os.path.isfile(os.path.join(args.model, "config.json")):
+    fail(f"--model {args.model}: not a model folder (no config.json)")
+if not any(n.endswith((".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json"))
+           for n in os.listdir(args.model)):
+    fail(f"--model {args.model}: no weights (*.safetensors or *.bin) in the folder")
+try:
+    records = read_records(args.data)
+except RecordError as e:
+    fail(f"bad data: {e}")
+except (OSError, ValueError, RecursionError) as e:  # a folder, undecodable bytes, absurd nesting
+    fail(f"bad data: {args.data}: cannot read it ({type(e).__name__}: {e})")
+sha = hashlib.sha256()
+with open(args.data, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        sha.update(chunk)
+data_sha256 = sha.hexdigest()  # --resume compares it: other data under the same name is refused
 
 # ----------------------------------------------------------------------------- distributed setup
 # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain `python train.py` is a world of one, same code path.
+import torch.distributed as dist  # noqa: E402
+import torch.distributed.checkpoint as dcp  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,  # noqa: E402
+                                                     get_state_dict, set_model_state_dict, set_state_dict)
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: E402
+
 use_cuda = torch.cuda.is_available()
 if "RANK" in os.environ:
     dist.init_process_group("nccl" if use_cuda else "gloo")
 else:
     dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1)
-rank, world_size = dist.get_rank(), dist.get_world_size()
+assert (dist.get_rank(), dist.get_world_size()) == (rank, world_size)
 local_rank = int(os.environ.get("LOCAL_RANK", 0))
 device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
 if use_cuda:
     torch.cuda.set_device(device)
-master = rank == 0
-print0 = lambda *a, **k: print(*a, **k, flush=True) if master else None
+if "TORCHELASTIC_RUN_ID" in os.environ:
+    # torchrun starts each worker in a session of its own, so `kill` of torchrun's process group misses them and
+    # they would train on (and race a --resume). A worker whose launcher died is re-parented: leave at once.
+    def watch_launcher(launcher=os.getppid()):
+        while os.getppid() == launcher:
+            time.sleep(1.0)
+        print(f"train.py rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
+        os._exit(1)
+    threading.Thread(target=watch_launcher, daemon=True).start()
 torch.manual_seed(args.seed)
-dtype = {"auto": torch.bfloat16 if use_cuda else torch.float32, "bfloat16": torch.bfloat16,
-         "float32": torch.float32}[args.dtype]
-if not os.path.isfile(os.path.join(args.model, "config.json")):
-    raise SystemExit(f"--model {args.model}: not a model folder (no config.json); train.py loads local folders")
+dtype, dtype_reason = resolve_dtype(args.dtype, device.type)
+print0(f"compute dtype {str(dtype).replace('torch.', '')} ({dtype_reason}); master weights, AdamW state and "
+       f"gradient reduction in float32")
 
 # ----------------------------------------------------------------------------- data
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 try:
-    records = read_records(args.data)
-except RecordError as e:
-    raise SystemExit(f"bad data: {e}")
+    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+except Exception as e:  # a model folder whose tokenizer files are missing or broken: one line, not a traceback
+    fail(f"--model {args.model}: cannot load its tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
 examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = [], [], 0, 0, 0, 0
 for rec in tqdm(records, desc="tokenize", disable=not master):
     try:
         t = tokenize_record(rec, tokenizer, args.max_length)
     except ValueError as e:  # RecordError too: a template that rewrites content, or no chat template at all
-        raise SystemExit(f"bad data: {args.data}: item_id {rec['item_id']!r}: {e}")
+        fail(f"bad data: {args.data}: item_id {rec['item_id']!r}: {e}")
     ids, labels = trim_after_last_loss(t)
     n_cut_turns += t["n_cut_loss_turns"]
     n_truncated += t["n_tokens"] > len(t["input_ids"])
@@ -122,17 +198,16 @@ for rec in tqdm(records, desc="tokenize", disable=not master):
         continue
     n_full += len(t["input_ids"])
     n_kept += len(ids)
-    examples.append((x, y))
+    examples.append((x, y, sum(l != IGNORE_INDEX for l in y)))
 if not examples:
-    raise SystemExit(f"bad data: {args.data}: none of the {len(records)} records has a loss token within "
-                     f"--max-length {args.max_length} (first: {skipped[:3]})")
+    fail(f"bad data: {args.data}: none of the {len(records)} records has a loss token within --max-length "
+         f"{args.max_length} (first: {skipped[:3]})")
 print0(f"{len(examples)} trajectories ({len(skipped)} skipped: no loss token after truncation), "
        f"{n_truncated} truncated to {args.max_length} tokens, {n_cut_turns} loss turns cut; "
        f"trimming after the last loss token saves {1 - n_kept / n_full:.1%} of the tokens")
 
 # batch arithmetic: every optimizer step takes the next `batch_size` trajectories of the epoch's order,
 # `batch_size / world_size` on each rank, cut into micro-batches; gradients accumulate over all of them.
-assert args.batch_size % world_size == 0, f"--batch-size {args.batch_size} must divide by world size {world_size}"
 per_rank = args.batch_size // world_size
 steps_per_epoch = math.ceil(len(examples) / args.batch_size)
 total_steps = args.epochs * steps_per_epoch if args.max_steps < 0 else min(args.max_steps, args.epochs * steps_per_epoch)
@@ -140,20 +215,23 @@ warmup_steps = math.ceil(args.warmup_ratio * total_steps)
 print0(f"global batch {args.batch_size} trajectories = {world_size} ranks x {per_rank} per rank, in micro-batches "
        f"of <= {args.micro_batch_size} trajectories and <= {args.micro_batch_tokens} tokens; "
        f"{steps_per_epoch} steps/epoch x {args.epochs} epochs -> {total_steps} steps ({warmup_steps} warmup)")
+_orders = {}
 
 
 def epoch_order(epoch):
     """The epoch's shuffle, identical on every rank (the role of DistributedSampler.set_epoch)."""
-    return torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+    if epoch not in _orders:
+        _orders[epoch] = torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+    return _orders[epoch]
 
 
-def step_micro_batches(step):
-    """This rank's micro-batches of optimizer step `step` (0-based): the global batch is sorted by length and
+def step_micro_batches(step, r=rank):
+    """Rank r's micro-batches of optimizer step `step` (0-based): the global batch is sorted by length and
     dealt round-robin to the ranks (balanced work), then cut greedily by the row and token budgets, so rows of
     one micro-batch have similar lengths and padding stays small."""
     epoch, i = divmod(step, steps_per_epoch)
     batch = epoch_order(epoch)[i * args.batch_size:(i + 1) * args.batch_size]
-    mine = sorted(batch, key=lambda j: -len(examples[j][0]))[rank::world_size]
+    mine = sorted(batch, key=lambda j: -len(examples[j][0]))[r::world_size]
     micro, cur = [], []
     for j in mine:  # longest first, so a micro-batch's padded length is that of its first row
         if cur and (len(cur) == args.micro_batch_size or
@@ -165,18 +243,70 @@ def step_micro_batches(step):
 
 
 def collate(idx):
-    """Right-padded (inputs, targets, number of real tokens). No attention mask is needed: with right padding and causal attention no
-    real token ever attends to a pad, and pads carry IGNORE_INDEX targets."""
+    """Right-padded (inputs, targets, number of real tokens, model FLOPs). No attention mask is needed: with right
+    padding and causal attention no real token ever attends to a pad, and pads carry IGNORE_INDEX targets."""
     L = max(len(examples[j][0]) for j in idx)
     x = torch.full((len(idx), L), pad_id, dtype=torch.long)
     y = torch.full((len(idx), L), IGNORE_INDEX, dtype=torch.long)
     for r, j in enumerate(idx):
-        xs, ys = examples[j]
+        xs, ys, _ = examples[j]
         x[r, :len(xs)], y[r, :len(ys)] = torch.tensor(xs), torch.tensor(ys)
-    return x.to(device), y.to(device), sum(len(examples[j][0]) for j in idx)
+    flops = sum(train_flops(len(examples[j][0]), examples[j][2], **shape) for j in idx)
+    return x.to(device), y.to(device), sum(len(examples[j][0]) for j in idx), flops
 
 
 pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+
+# ----------------------------------------------------------------------------- model FLOPs, MFU, memory
+def train_flops(n_tokens, n_loss, n_body, n_layer, attn_dim, d_model, vocab):
+    """Model FLOPs of one forward + backward pass over one sequence of n_tokens tokens (PaLM, appendix B; the
+    formula of nanoGPT and torchtitan), counting only what this loop computes:
+        6 * n_body * n_tokens                  every weight of the decoder blocks (and final norm) once per token:
+                                               2 FLOPs per weight forward, 4 backward
+      + 12 * n_layer * attn_dim * n_tokens^2   attention scores QK^T and their weighted sum AV, each 2*T*attn_dim
+                                               per token per layer forward, x3 with backward (the causal half is
+                                               not discounted, as in PaLM)
+      + 6 * d_model * vocab * n_loss           the LM head, which runs only at the loss positions here
+    The embedding lookup costs no FLOPs; pads and the trimmed tail are not computed and not counted; the
+    recomputation of activation checkpointing is not counted (model FLOPs, not hardware FLOPs)."""
+    return 6 * n_body * n_tokens + 12 * n_layer * attn_dim * n_tokens ** 2 + 6 * d_model * vocab * n_loss
+
+
+PEAK_BF16_TFLOPS = [("A100", 312.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0)]  # dense, spec sheets
+
+
+def peak_tflops(device_name, compute_dtype, given=None):
+    """Peak dense TFLOP/s of one device for MFU: --peak-tflops if given, else the bf16 peak of a known GPU
+    (first matching name in PEAK_BF16_TFLOPS) when computing in bf16, else None (no MFU printed)."""
+    if given:
+        return given
+    if compute_dtype != torch.bfloat16 or device_name is None:
+        return None
+    return next((peak for name, peak in PEAK_BF16_TFLOPS if name in device_name), None)
+
+
+def mfu(flops, seconds, n_devices, peak):
+    """(achieved model TFLOP/s per device, model FLOPs utilisation or None) of `flops` done in `seconds`."""
+    tflops = flops / seconds / n_devices / 1e12
+    return tflops, (tflops / peak if peak else None)
+
+
+def memory_estimate(n_params, n_devices, compute_bytes, n_layer, d_model, d_kv, d_ff, vocab, tokens, loss_tokens,
+                    checkpointing):
+    """Approximate bytes per rank: FSDP shards the fp32 parameters (4 B each), their fp32 gradients (4 B) and
+    AdamW's two fp32 moments (8 B) over the ranks. Activations of the largest micro-batch (`tokens` = rows x
+    padded length): a Llama-style block keeps ~(10 d + 3 d_kv + 4 d_ff) values per token for its backward (norm
+    inputs, q/k/v, attention output, MLP gate/up/product; flash/SDPA attention keeps no T^2 scores); with
+    activation checkpointing only each block's input (d) is kept, plus one block recomputed at a time. The LM head
+    adds logits in the compute dtype and their fp32 copy and softmax (V x (b + 8) bytes) per loss token.
+    Leaves out the all-gathered compute copy of one or two blocks, the allocator's slack and the CUDA context."""
+    block = (10 * d_model + 3 * d_kv + 4 * d_ff) * compute_bytes
+    act = tokens * (n_layer * d_model * compute_bytes + block) if checkpointing else tokens * n_layer * block
+    act += loss_tokens * vocab * (compute_bytes + 8)
+    shard = n_params / n_devices
+    return {"params": 4 * shard, "grads": 4 * shard, "adamw": 8 * shard, "activations": act}
+
 
 # ----------------------------------------------------------------------------- model
 config = AutoConfig.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
@@ -186,6 +316,78 @@ save_dtype = getattr(torch, save_dtype) if isinstance(save_dtype, str) else save
 # broadcast shard by shard after fully_shard (the pytorch/examples FSDP2 recipe).
 with torch.device("meta"):
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=args.trust_remote_code)
+n_params = sum(p.numel() for p in model.parameters())
+emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+n_heads = config.num_attention_heads
+head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
+shape = dict(n_body=n_params - emb.numel() - (head.numel() if head is not emb else 0),
+             n_layer=config.num_hidden_layers, attn_dim=n_heads * head_dim, d_model=config.hidden_size,
+             vocab=head.shape[0])
+# memory per rank, sized on the largest micro-batch any rank will see (rows x padded length), printed before the
+# weights are read so that a user can size the GPUs from the first lines of the log
+largest = max((mb for s in range(total_steps) for r in range(world_size) for mb in step_micro_batches(s, r)),
+              key=lambda mb: len(mb) * len(examples[mb[0]][0]))
+largest_tokens = len(largest) * len(examples[largest[0]][0])
+mem = memory_estimate(n_params, world_size, torch.finfo(dtype).bits // 8, config.num_hidden_layers,
+                      config.hidden_size, (getattr(config, "num_key_value_heads", None) or n_heads) * head_dim,
+                      config.intermediate_size, shape["vocab"], largest_tokens, sum(examples[j][2] for j in largest),
+                      args.activation_checkpointing)
+print0(f"memory per rank (estimate): parameters {mem['params'] / 2**30:.2f} GiB + gradients {mem['grads'] / 2**30:.2f}"
+       f" + AdamW {mem['adamw'] / 2**30:.2f} + activations {mem['activations'] / 2**30:.2f} (largest micro-batch "
+       f"{len(largest)} x {len(examples[largest[0]][0])} tokens, activation checkpointing "
+       f"{'on' if args.activation_checkpointing else 'off'}) = {sum(mem.values()) / 2**30:.2f} GiB")
+
+# ----------------------------------------------------------------------------- output folder: one writer, no silent loss
+# Rank 0 takes the folder's lock (held until the process ends; a killed run's lock dies with it), then refuses a
+# folder that holds a run unless --resume (same data, model and optimisation flags) or --overwrite; the others
+# follow its verdict. A refused run leaves no folder behind.
+RUN_FILES = ("config.json", "metrics.jsonl", "state", "final")
+COMPARE = ["data_sha256", "model", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
+           "warmup_ratio", "grad_clip", "batch_size", "seed"]
+run_config = {**vars(args), "model": os.path.abspath(args.model), "data_sha256": data_sha256,
+              "compute_dtype": str(dtype), "world_size": world_size, "per_rank_batch": per_rank,
+              "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
+              "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
+              "n_params": n_params}
+latest = os.path.join(args.output, "state", "latest")
+problem, lock, created = None, None, False
+if master:
+    try:
+        if os.path.exists(args.output) and not os.path.isdir(args.output):
+            raise RecordError(f"--output {args.output} is a file, not a folder")
+        if not os.path.exists(args.output) and args.resume:
+            raise RecordError(f"--resume: {args.output} does not exist; nothing to resume")
+        created = not os.path.exists(args.output)
+        os.makedirs(args.output, exist_ok=True)
+        lock = lock_output(args.output)  # first, so that a live run is named as such
+        held = [n for n in RUN_FILES if os.path.exists(os.path.join(args.output, n))]
+        if held and not (args.resume or args.overwrite):
+            raise RecordError(f"--output {args.output} holds a run ({', '.join(held)}); pass --resume to continue "
+                              f"it or --overwrite to delete it and start over")
+        if args.resume and not os.path.exists(latest):
+            raise RecordError(f"--resume: no saved state in {args.output} (no state/latest); nothing to resume")
+        try:  # --resume: refuse other data, model or optimisation flags, naming each difference
+            keep_config(os.path.join(args.output, "config.json"), run_config, COMPARE if args.resume else [],
+                        flag="--overwrite")
+        except RecordError as e:
+            raise RecordError(f"--resume refused: {e}") from None
+        if args.overwrite:
+            for n in os.listdir(args.output):
+                if n in RUN_FILES[1:] or n.startswith("step_"):
+                    p = os.path.join(args.output, n)
+                    shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+    except (OSError, RecordError, OutputBusy) as e:
+        problem = str(e)
+        if created and lock is not None:  # a folder this refused run made (we hold its lock): leave nothing behind
+            lock.close()
+            os.remove(os.path.join(args.output, ".lock"))
+            os.rmdir(args.output)
+verdict = [problem]
+dist.broadcast_object_list(verdict, src=0)
+if verdict[0]:
+    fail(verdict[0])
+
+# ----------------------------------------------------------------------------- weights
 full_sd, buffers = {}, {}
 if master:
     ref = AutoModelForCausalLM.from_pretrained(args.model, config=config, dtype=torch.float32,
@@ -210,9 +412,11 @@ if getattr(config, "tie_word_embeddings", False):
     model.tie_weights()
 del full_sd, buffers
 model.train()
-n_params = sum(p.numel() for p in model.parameters())
+device_name = torch.cuda.get_device_name(device) if use_cuda else None
+peak = peak_tflops(device_name, dtype, args.peak_tflops)
 print0(f"{type(model).__name__}: {n_params / 1e6:.1f}M parameters, {len(blocks)} blocks sharded over "
-       f"{world_size} rank(s), compute {dtype}, {'nccl' if use_cuda else 'gloo'}")
+       f"{world_size} rank(s), {'nccl on ' + device_name if use_cuda else 'gloo on CPU'}, MFU against "
+       f"{f'{peak:g} TFLOP/s per device' if peak else 'nothing (give --peak-tflops)'}")
 
 optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.999))
 
@@ -251,7 +455,7 @@ def save_state(step):
     if master:  # point "latest" at it only once complete, then drop the older states
         with open(os.path.join(args.output, "state", "latest.tmp"), "w") as f:
             json.dump({"step": step, "world_size": world_size}, f)
-        os.replace(os.path.join(args.output, "state", "latest.tmp"), os.path.join(args.output, "state", "latest"))
+        os.replace(os.path.join(args.output, "state", "latest.tmp"), latest)
         for old in os.listdir(os.path.join(args.output, "state")):
             if old.startswith("step_") and old != f"step_{step}":
                 shutil.rmtree(os.path.join(args.output, "state", old))
@@ -261,9 +465,6 @@ def save_state(step):
 start_step = 0
 metrics_path = os.path.join(args.output, "metrics.jsonl")
 if args.resume:
-    latest = os.path.join(args.output, "state", "latest")
-    if not os.path.exists(latest):
-        raise SystemExit(f"--resume: no {latest}; nothing to resume in {args.output}")
     with open(latest) as f:
         start_step = json.load(f)["step"]
     path = os.path.join(args.output, "state", f"step_{start_step}")
@@ -280,19 +481,16 @@ if args.resume:
         with open(metrics_path, "w") as f:
             f.writelines(kept)
     print0(f"resumed from {path} at step {start_step}")
-
+    if start_step >= total_steps and os.path.isdir(os.path.join(args.output, "final")):
+        print0(f"the run in {args.output} is complete ({total_steps} steps); nothing to do")
+        dist.destroy_process_group()
+        raise SystemExit(0)
 if master:
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "config.json"), "w") as f:
-        json.dump({**vars(args), "world_size": world_size, "per_rank_batch": per_rank, "compute_dtype": str(dtype),
-                   "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
-                   "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
-                   "n_params": n_params}, f, indent=2)
     metrics = open(metrics_path, "a" if args.resume else "w")
 supports_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
 # ----------------------------------------------------------------------------- training loop
-t_start, tok_total, pad_total = time.time(), 0, 0
+t_start, tok_total, pad_total, last_save = time.time(), 0, 0, time.time()
 for step in range(start_step, total_steps):
     t0 = time.time()
     micro = [collate(idx) for idx in step_micro_batches(step)]
@@ -301,17 +499,17 @@ for step in range(start_step, total_steps):
     # all loss tokens, whatever the lengths or their split over ranks. Also the micro-batch count: every rank
     # must run as many forward/backward passes as the busiest one (FSDP's collectives are matched calls), so a
     # rank with fewer (the last, partial batch of an epoch) runs empty ones and can never hang the others.
-    counts = torch.tensor([sum(int((y != IGNORE_INDEX).sum()) for _, y, _ in micro),
-                           sum(x.size(0) for x, _, _ in micro)], device=device)
+    counts = torch.tensor([sum(int((y != IGNORE_INDEX).sum()) for _, y, _, _ in micro),
+                           sum(x.size(0) for x, _, _, _ in micro)], device=device)
     n_micro = torch.tensor(len(micro), device=device)
     dist.all_reduce(counts)
     dist.all_reduce(n_micro, op=dist.ReduceOp.MAX)
     n_loss, n_traj = int(counts[0]), int(counts[1])
     assert n_traj == min(args.batch_size, len(examples) - step % steps_per_epoch * args.batch_size), n_traj
-    empty = (torch.full((1, 1), pad_id, device=device), torch.full((1, 1), IGNORE_INDEX, device=device), 0)
+    empty = (torch.full((1, 1), pad_id, device=device), torch.full((1, 1), IGNORE_INDEX, device=device), 0, 0)
     micro += [empty] * (int(n_micro) - len(micro))
     loss_sum = torch.zeros((), device=device)
-    for x, y, _ in micro:
+    for x, y, _, _ in micro:
         keep = y != IGNORE_INDEX
         # only the loss positions go through the LM head: with a 128k vocabulary the logits of all positions
         # would cost more memory than the rest of the step
@@ -328,24 +526,33 @@ for step in range(start_step, total_steps):
         group["lr"] = lr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    stats = torch.stack([loss_sum, torch.tensor(float(sum(n for _, _, n in micro)), device=device),
-                         torch.tensor(float(sum(x.numel() for x, _, _ in micro)), device=device)])
+    # one float64 all-reduce for the step's numbers (FLOP counts pass 2^24); rank 0's clock decides a timed save,
+    # so that every rank saves at the same step
+    save_due = master and args.save_minutes > 0 and time.time() - last_save >= 60 * args.save_minutes
+    stats = torch.tensor([loss_sum.item(), sum(m[2] for m in micro), sum(m[0].numel() for m in micro),
+                          sum(m[3] for m in micro), float(save_due)], dtype=torch.float64, device=device)
     dist.all_reduce(stats)
     loss = float(stats[0]) / n_loss  # the global token-weighted loss, not rank 0's
     dt = time.time() - t0
     tok_total += float(stats[1])
     pad_total += float(stats[2]) - float(stats[1])
+    tflops, step_mfu = mfu(float(stats[3]), dt, world_size, peak)
     row = {"step": step + 1, "epoch": step // steps_per_epoch + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-           "tokens": int(stats[1]), "loss_tokens": n_loss, "tokens_per_s": stats[1].item() / dt,
-           "loss_tokens_per_s": n_loss / dt, "time": time.time() - t_start}
+           "tokens": int(stats[1]), "loss_tokens": n_loss, "tokens_per_s": float(stats[1]) / dt,
+           "loss_tokens_per_s": n_loss / dt, "flops": float(stats[3]), "tflops_per_device": tflops, "mfu": step_mfu,
+           "time": time.time() - t_start}
     print0(f"step {step + 1}/{total_steps} | loss {loss:.4f} | lr {lr:.2e} | gnorm {grad_norm:.3f} | "
-           f"tok/s {row['tokens_per_s']:.0f} | loss tok/s {row['loss_tokens_per_s']:.0f} | {dt:.2f}s")
+           f"tok/s {row['tokens_per_s']:.0f} | loss tok/s {row['loss_tokens_per_s']:.0f} | "
+           f"TFLOP/s/dev {tflops:.3g}" + (f" | MFU {step_mfu:.1%}" if step_mfu is not None else "") + f" | {dt:.2f}s")
     if master:
         metrics.write(json.dumps(row) + "\n")
         metrics.flush()
-    if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < total_steps:
-        save_hf(os.path.join(args.output, f"step_{step + 1}"))
-        save_state(step + 1)
+    if step + 1 < total_steps:
+        if args.save_every and (step + 1) % args.save_every == 0:
+            save_hf(os.path.join(args.output, f"step_{step + 1}"))
+        if args.save_every and (step + 1) % args.save_every == 0 or (step + 1) % steps_per_epoch == 0 or stats[4] > 0:
+            save_state(step + 1)
+            last_save = time.time()
     if args.stop_after > 0 and step + 1 - start_step >= args.stop_after and step + 1 < total_steps:
         print0(f"--stop-after {args.stop_after}: leaving at step {step + 1} without the final save")
         dist.destroy_process_group()

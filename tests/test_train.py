@@ -1,11 +1,13 @@
 """train.py against a plain PyTorch reference on a tiny Qwen2 (tied embeddings), on the CPU.
     pytest -q tests/test_train.py
 
-Five launches of train.py in all (each costs seconds of start-up), shared by the tests below:
-  A1  python train.py ... --save-every 2 --stop-after 3      a job that dies after step 3 (last state: step 2)
-  A2  python train.py ... --resume                           continues it: steps 3 and 4 again, then saves
+Launches of train.py (each costs seconds of start-up), shared by the tests below:
+  A1  python train.py ... --save-every 2 --stop-after 3      a job that leaves after step 3 (last state: step 3,
+                                                             saved at the end of its epoch of one step)
+  A2  python train.py ... --resume                           continues it: step 4, then saves
   B   torchrun --nproc_per_node 2 train.py ... --activation-checkpointing   the same run on 2 ranks (gloo)
-  and two bad-data launches (missing model folder, empty data file).
+  K   B again, killed by SIGKILL of torchrun's process group after its first automatic save; then --resume
+  three refused launches on B's finished folder, and two bad-data launches (missing model folder, empty data).
 Every optimizer step takes the whole data set (--batch-size 10 > 9 trainable records), so the reference needs
 no data order: 4 steps of AdamW on sum(CE over all loss tokens) / count, with the untrimmed sequences. The
 ranks get uneven work: 5 vs 4 trajectories, 3 vs 2 micro-batches (rank 1 runs an empty one), and rank 0 the long
@@ -29,7 +31,7 @@ PY = sys.executable
 TORCHRUN = os.path.join(os.path.dirname(PY), "torchrun")
 LR, STEPS, WARMUP, MAXLEN = 1e-3, 4, 1, 512
 FLAGS = ["--epochs", "4", "--batch-size", "10", "--micro-batch-size", "2", "--lr", str(LR), "--warmup-ratio",
-         "0.25", "--max-length", str(MAXLEN), "--seed", "1"]
+         "0.25", "--max-length", str(MAXLEN), "--seed", "1", "--dtype", "float32"]  # fp32 on any CPU
 
 
 def data_records():
@@ -66,7 +68,7 @@ def runs(inputs):
     tmp, model, data = inputs
     a, b = str(tmp / "a"), str(tmp / "b")
     common = ["train.py", "--data", str(data), "--model", model] + FLAGS
-    a1 = launch([PY] + common + ["--output", a, "--save-every", "2", "--stop-after", "3"])
+    a1 = launch([PY] + common + ["--output", a, "--save-every", "2", "--stop-after", "3", "--peak-tflops", "0.5"])
     assert a1.returncode == 0, a1.stderr[-3000:]
     a1_metrics = metrics(a)
     a2 = launch([PY] + common + ["--output", a, "--save-every", "2", "--resume"])
@@ -127,8 +129,9 @@ def test_two_ranks_equal_one_process_and_reference(runs, reference):
 def test_resume_reproduces_the_next_steps(runs):
     before, after = runs["a1_metrics"], metrics(runs["a"])
     assert [m["step"] for m in before] == [1, 2, 3] and [m["step"] for m in after] == [1, 2, 3, 4]
-    assert "resumed from" in runs["a2"].stdout and "at step 2" in runs["a2"].stdout
-    assert after[2]["loss"] == pytest.approx(before[2]["loss"], rel=1e-6)  # step 3 redone from the step-2 state
+    assert "resumed from" in runs["a2"].stdout and "at step 3" in runs["a2"].stdout
+    assert after[:3] == before  # the steps before the saved state are kept as they were
+    assert os.path.isdir(os.path.join(runs["a"], "step_2"))  # --save-every 2: an HF folder at step 2
     assert [m["loss"] for m in after[2:]] == pytest.approx([m["loss"] for m in metrics(runs["b"])[2:]], rel=1e-5)
 
 
@@ -192,4 +195,121 @@ def test_bad_inputs_fail_with_a_clear_message(inputs, tmp_path):
     assert r.returncode != 0 and "empty.jsonl" in r.stderr and "holds no records" in r.stderr, r.stderr[-2000:]
     r = launch([PY, "train.py", "--data", str(data), "--model", str(tmp_path / "nope"),
                 "--output", str(tmp_path / "o")])
-    assert r.returncode != 0 and "nope" in r.stderr and "not a model folder" in r.stderr, r.stderr[-2000:]
+    assert r.returncode != 0 and "nope" in r.stderr and "no such folder" in r.stderr, r.stderr[-2000:]
+
+
+def test_step_flops_equal_a_hand_count(runs):
+    """The model FLOPs of step 1 (all 9 trainable records, both ranks) against the PaLM count done by hand for the
+    tiny Qwen2 config: 2 layers, d 64, 4 heads x 16, 2 kv heads, MLP 128, q/k/v biases, tied embeddings."""
+    tok = tiny_tokenizer("qwen")
+    d, layers, kv, ff, vocab = 64, 2, 2 * 16, 128, len(tok)
+    per_layer = (d * d + d) + 2 * (d * kv + kv) + d * d + 3 * d * ff + 2 * d  # q, k, v (+bias), o, MLP, 2 norms
+    n_body = layers * per_layer + d  # + the final norm; the tied embedding/LM head is counted apart
+    flops = 0
+    for rec in data_records():
+        ids, labels = trim_after_last_loss(tokenize_record(rec, tok, MAXLEN))
+        T, n_loss = len(ids) - 1, sum(l != IGNORE_INDEX for l in labels[1:])
+        if n_loss:  # 6 N per token + 12 L d T per token for attention + the LM head at the loss positions only
+            flops += 6 * n_body * T + 12 * layers * d * T * T + 6 * d * vocab * n_loss
+    for out in ("a", "b"):
+        assert [m["flops"] for m in metrics(runs[out])] == [flops] * 4
+    b = metrics(runs["b"])[0]
+    dt = b["tokens"] / b["tokens_per_s"]
+    assert b["tflops_per_device"] == pytest.approx(flops / dt / 2 / 1e12, rel=1e-6) and b["mfu"] is None  # no peak
+    a = metrics(runs["a"])[0]  # --peak-tflops 0.5
+    assert a["mfu"] == pytest.approx(a["tflops_per_device"] / 0.5, rel=1e-9)
+    assert "MFU " in runs["a1"].stdout and "TFLOP/s/dev" in runs["rb"].stdout
+    assert "memory per rank (estimate): parameters" in runs["rb"].stdout
+
+
+def refused(r):
+    """A refusal: exit code 1, one line on stderr naming the problem, no traceback."""
+    lines = [l for l in r.stderr.splitlines() if l.startswith("train.py: ")]
+    assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    return lines[0]
+
+
+def test_a_run_is_never_overwritten_or_resumed_with_other_settings(runs, tmp_path):
+    b = runs["b"]
+    before = open(os.path.join(b, "metrics.jsonl")).read(), open(os.path.join(b, "config.json")).read()
+    common = ["train.py", "--model", runs["model"], "--output", b] + FLAGS
+    line = refused(launch([PY] + common + ["--data", str(runs["data"])]))  # a rerun without --resume
+    assert "holds a run" in line and "--resume" in line and "--overwrite" in line
+    changed = tmp_path / "changed.jsonl"  # the same file with one word changed: same size, other content
+    changed.write_text(open(runs["data"]).read().replace("Your task:", "Your TASK:", 1))
+    flags = [f if f != "4" else "5" for f in FLAGS]  # --epochs 4 -> 5
+    flags[flags.index("--lr") + 1] = "0.002"
+    line = refused(launch([PY] + common[:-len(FLAGS)] + flags + ["--data", str(changed), "--resume"]))
+    assert "--resume refused" in line and "data_sha256" in line and "epochs: 4 before, 5 now" in line
+    assert "lr: 0.001 before, 0.002 now" in line and "batch_size" not in line
+    assert (open(os.path.join(b, "metrics.jsonl")).read(), open(os.path.join(b, "config.json")).read()) == before
+
+    # a second writer: the test holds the folder's lock as a live run would; the refusal names it. The launch
+    # also runs --dtype auto on a CPU that claims native bf16 (trajectory.cpu_has_native_bf16 patched at start-up).
+    from trajectory import lock_output
+    patch = tmp_path / "patch"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text("import trajectory\ntrajectory.cpu_has_native_bf16 = lambda: True\n")
+    held = lock_output(b)
+    try:
+        r = launch([PY] + common + ["--data", str(runs["data"]), "--resume", "--dtype", "auto"],
+                   {"PYTHONPATH": f"{patch}{os.pathsep}{ROOT}"})
+    finally:
+        held.close()
+    line = refused(r)
+    assert "another run is writing" in line and f"pid {os.getpid()}" in line
+    assert "compute dtype bfloat16 (auto: the CPU has native bf16 matmul" in r.stdout
+
+
+def children(pid):
+    """pids of the live processes whose parent is pid (from /proc)."""
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p))
+        except (OSError, IndexError):
+            pass
+    return out
+
+
+def alive(pid):
+    """True while pid runs (a zombie, dead but not yet reaped by its new parent, does not count)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_run_killed_with_its_process_tree_resumes_from_its_last_automatic_save(runs, tmp_path):
+    """B again, SIGKILL to torchrun's process group once the first automatic save (each epoch's end; an epoch is
+    one step here) is on disk. torchrun's workers run in sessions of their own, out of reach of that kill: they
+    must notice the dead launcher and leave by themselves, then --resume continues to B's very losses."""
+    import signal
+    import time
+    out = str(tmp_path / "k")
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "train.py", "--data", str(runs["data"]), "--model",
+           runs["model"], "--output", out, "--activation-checkpointing"] + FLAGS
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    latest, deadline = os.path.join(out, "state", "latest"), time.time() + 240
+    while not os.path.exists(latest) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    workers = children(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(os.path.join(out, "final")), "the run finished before the kill; nothing tested"
+    assert len(workers) == 2
+    deadline = time.time() + 30
+    while any(alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert time.time() < deadline, "the workers outlived their launcher"
+    saved = json.load(open(latest))["step"]
+    assert 1 <= saved < STEPS
+    r = launch(cmd + ["--resume"])
+    assert r.returncode == 0 and f"at step {saved}" in r.stdout, r.stderr[-3000:]
+    resumed, uninterrupted = metrics(out), metrics(runs["b"])
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    assert [m["loss"] for m in resumed] == [m["loss"] for m in uninterrupted]
+    assert [m["grad_norm"] for m in resumed] == [m["grad_norm"] for m in uninterrupted]
