@@ -142,7 +142,7 @@ def estimate(records, make_env_fn, policy, rollouts=5, gamma=0.99, threshold=0.1
              temperature=1.0, criterion="rs", env_name="", progress=None, stats=None, replay_check=True):
     """Yield one output record per trajectory (in completion order) as soon as all of its rollouts are back."""
     stats = stats if stats is not None else defaultdict(int)
-    by_id, rewards, left, jobs = {}, {}, {}, []
+    by_id, rewards, left, jobs, last_error = {}, {}, {}, [], None
     for rec in records:
         T = len(trajectory.step_indices(rec))
         by_id[rec["item_id"]] = rec
@@ -160,6 +160,7 @@ def estimate(records, make_env_fn, policy, rollouts=5, gamma=0.99, threshold=0.1
         stats[f"end_{res['end']}"] += 1
         if res["end"] == "policy_error":
             stats["policy_errors"] += 1  # not a sample of the policy's outcome: left out of the mean
+            last_error = res.get("error")
         else:
             rewards[item_id][t].append(float(res["reward"]))
         if progress is not None:
@@ -168,7 +169,8 @@ def estimate(records, make_env_fn, policy, rollouts=5, gamma=0.99, threshold=0.1
         if left[item_id]:
             continue
         if any(not r for r in rewards[item_id]):
-            raise RuntimeError(f"item_id {item_id!r}: every rollout of some step ended in a policy error")
+            raise agent.PolicyError(f"item_id {item_id!r}: every rollout of some step ended in a policy error "
+                                    f"(the last: {last_error})")
         steps = trajectory.step_indices(rec)
         r_s, V = step_values(rewards.pop(item_id), gamma)
         critical, delta = critical_steps(steps, r_s, V, threshold, criterion)
@@ -325,11 +327,14 @@ def main(argv=None):
     t0 = time.time()
     bar = tqdm(total=episodes, desc="rollouts", unit="ep", disable=not todo)
     try:
-        for rec in [] if not todo else estimate(todo, lambda: make_env(args.env, args.env_server), policy, rollouts=args.rollouts,
-                            gamma=args.gamma, threshold=args.threshold, concurrency=args.concurrency,
-                            temperature=args.temperature, criterion=args.criterion, env_name=args.env,
-                            progress=bar, stats=stats, replay_check=not args.no_replay_check):
+        results = estimate(todo, lambda: make_env(args.env, args.env_server), policy, rollouts=args.rollouts,
+                           gamma=args.gamma, threshold=args.threshold, concurrency=args.concurrency,
+                           temperature=args.temperature, criterion=args.criterion, env_name=args.env,
+                           progress=bar, stats=stats, replay_check=not args.no_replay_check) if todo else []
+        for rec in results:
             trajectory.append_record(out, rec)
+    except agent.PolicyError as e:  # e.g. the model server cannot be reached: every rollout would fail
+        raise SystemExit(f"value_estimate.py: {e}") from None
     except RuntimeError as e:  # the replay does not restore a recorded state: the data or the env is not usable
         raise SystemExit(f"value_estimate.py: {args.input}: {e}") from None
     finally:

@@ -21,6 +21,12 @@ Faults (one per attempt of an item, in order; then the item is answered well):
     out_of_range      200 whose list adds non-steps (0, the "Ok." turn, a human turn, 999), a duplicate and, when
                       the trajectory has more steps than the budget, extra steps beyond the budget (listed last)
     none_valid        200 that names only indices that are not steps
+    html              200 with an HTML page as the body (a proxy's error page)
+    truncated         200 whose JSON body is cut off in the middle
+    parts             200 whose content is a list of text parts (some servers send them): a usable answer
+    bad_content       200 whose content is a list of numbers
+    no_choices        200 with an empty list of choices
+    surrogate         200 whose content holds a lone surrogate (JSON escape \\ud800) inside a usable answer
     echo_key          400 whose message repeats the request's Authorization header (a key-leak trap)
     401               401 "Incorrect API key provided: <the key>" (as OpenAI does, but unmasked)
 
@@ -185,11 +191,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _send(self, status, body, headers=()):
-        data = json.dumps(body).encode()
+    def _send(self, status, body, headers=(), data=None, content_type="application/json"):
+        data = json.dumps(body).encode() if data is None else data
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for k, v in headers:
                 self.send_header(k, v)
@@ -263,13 +269,28 @@ class Handler(BaseHTTPRequestHandler):
         else:
             content = render_text(style, picks, extra)
         srv.answers.append(time.time())
-        self._send(200, {
+        if fault == "html":
+            return self._send(200, None, data=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                              content_type="text/html")
+        reply = {
             "id": f"chatcmpl-{attempt}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "oracle-test"),
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": content}}],
             "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4,
-                      "total_tokens": len(text) // 4 + len(content) // 4}})
+                      "total_tokens": len(text) // 4 + len(content) // 4}}
+        message = reply["choices"][0]["message"]
+        if fault == "parts":
+            cut = len(content) // 2
+            message["content"] = [{"type": "text", "text": content[:cut]}, {"type": "text", "text": content[cut:]}]
+        elif fault == "bad_content":
+            message["content"] = [3, 5]
+        elif fault == "no_choices":
+            reply["choices"] = []
+        elif fault == "surrogate":
+            message["content"] = content + "\ud800"  # json.dumps writes it as the escape \ud800
+        data = json.dumps(reply).encode()
+        self._send(200, None, data=data[:len(data) // 2] if fault == "truncated" else data)
 
 
 def start(latency=0.0, faults=(), fault_every=1, slow=3.0, port=0):
