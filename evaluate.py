@@ -173,6 +173,8 @@ def read_task_file(path, env_name):
             entries = [(f"record {n}", x) for n, x in enumerate(json.loads(text), 1)]
         except json.JSONDecodeError as e:
             raise RecordError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise RecordError(f"{path}: JSON nested too deeply") from None
     else:
         entries = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -181,8 +183,9 @@ def read_task_file(path, env_name):
             if body.startswith("{"):  # JSONL of records
                 try:
                     line = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise RecordError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
+                except (json.JSONDecodeError, RecursionError) as e:
+                    raise RecordError(f"{path}: line {n}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") \
+                        from None
             entries.append((f"line {n}", line))
     ids, first, other = [], {}, Counter()
     for where, x in entries:
@@ -500,8 +503,8 @@ def load_results(patterns):
             where = f"{path}: line {n}"
             try:
                 r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{where}: not valid JSON ({e.msg})") from None
+            except (json.JSONDecodeError, RecursionError) as e:
+                raise RecordError(f"{where}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") from None
             if not isinstance(r, dict):
                 raise RecordError(f"{where}: not a result line (a {type(r).__name__}; results are JSONL, one "
                                   f"object per episode, as evaluate.py writes them)")

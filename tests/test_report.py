@@ -123,6 +123,7 @@ def test_charts_fixed_axis_even_when_all_zero(tmp_path):
                                                                        "is already at"),
     ('{"env": "maze", "reward": 1, "success": 1}\n', "line 1: not a result line ('item_id'"),
     ('\xff\n', "not UTF-8"),
+    ('[' * 100000 + '\n', "line 1: not valid JSON (nested too deeply)"),
 ])
 def test_bad_result_files_one_line(tmp_path, content, message):
     path = tmp_path / "r.jsonl"
