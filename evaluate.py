@@ -42,7 +42,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from collections import Counter, defaultdict
 
