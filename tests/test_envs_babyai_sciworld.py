@@ -40,6 +40,38 @@ def test_babyai_reset_is_deterministic(babyai):
                                                          r'available actions"\]$', first)
 
 
+def test_babyai_levels_as_agentgym_builds_them(babyai):
+    """Level 3: AgentGym's minigrid (< 2.5) registered BabyAI-GoToObjS6-v0 as GoToObj(room_size=4), a 4x4 grid.
+    Level 22 (PutNextS7N4Carrying): minigrid hands the agent its object after computing reset()'s observation,
+    and AgentGym describes that observation, so on 7 of seeds 0..19 the carried object is still in view and
+    "go to <it> 1" is offered; a view regenerated after reset would not show it."""
+    from envs.babyai import describe
+    babyai.reset(3)
+    assert type(babyai.env).__name__ == "GoToObj" and (babyai.env.width, babyai.env.height) == (4, 4)
+    stale = []
+    for seed in range(20):
+        first = babyai.reset(seed * 40 + 22)
+        carried = babyai.env.carrying
+        assert f"You are carrying a {carried.color} {carried.type}." in first
+        if describe(babyai.env)[0] != babyai.text:
+            stale.append(seed)
+            assert f'"go to {carried.color} {carried.type} 1"' in first
+    assert stale == [0, 1, 2, 4, 8, 12, 15]
+
+
+def test_babyai_empty_action_is_no_change(babyai):
+    """An offered action with nothing to do (e.g. "go to X 1" while facing X) answers "No change in state." and
+    leaves minigrid alone, as AgentGym's BabyAI.step does."""
+    babyai.reset(0)  # GoToRedBallGrey, seed 0: go to a grey key (not the goal), then ask again
+    obs, _, done = babyai.step("Action: go to grey key 1")
+    assert "There is a grey key 1 right in front of you 1 steps away." in obs and not done
+    assert babyai.actions["go to grey key 1"] == []  # offered, with nothing left to do
+    steps, score = babyai.env.step_count, babyai.score
+    obs, reward, done = babyai.step("Thought:\nx\n\nAction:\ngo to grey key 1")
+    assert obs.startswith("No change in state.\nAvailable actions: [") and babyai.env.step_count == steps
+    assert reward == score and not done
+
+
 def test_babyai_concurrent_resets(babyai):
     """agent.py runs one env per thread; resets there must match a lone reset and leave sys.stdout alone."""
     import sys
