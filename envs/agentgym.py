@@ -66,7 +66,7 @@ def http_client():
     global _client
     with _client_lock:
         if _client is None:
-            _client = httpx.Client(limits=httpx.Limits(max_connections=100, max_keepalive_connections=32))
+            _client = httpx.Client(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
         return _client
 
 
@@ -118,11 +118,11 @@ class HTTPEnv:
         self.close()
 
     # ---- transport
-    def request(self, method, path, body=None, query=None):
+    def request(self, method, path, body=None, query=None, timeout=None):
         url = f"{self.url}/{path}"
         for attempt in range(5):
             try:
-                resp = http_client().request(method, url, json=body, params=query, timeout=self.timeout)
+                resp = http_client().request(method, url, json=body, params=query, timeout=timeout or self.timeout)
             except httpx.HTTPError as e:
                 raise ConnectionError(f"cannot reach the AgentGym {self.name} server at {url}: "
                                       f"{type(e).__name__}: {e}") from None
@@ -135,8 +135,8 @@ class HTTPEnv:
                               f"{resp.text[:300]!r}", status=resp.status_code)
         return resp.json() if resp.content else None
 
-    def post(self, path, body):
-        return self.request("POST", path, {**body, self.id_key: self.env_id})
+    def post(self, path, body, timeout=None):
+        return self.request("POST", path, {**body, self.id_key: self.env_id}, timeout=timeout)
 
     def get(self, path):
         return self.request("GET", path, query={self.id_key: self.env_id})
@@ -188,7 +188,7 @@ class HTTPEnv:
         if self.url in _no_close_route:
             return
         try:
-            self.post("close", {})
+            self.post("close", {}, timeout=min(self.timeout, 10.0))  # a hung server must not hang the exit
         except ServerError as e:
             if e.status in (404, 405):
                 _no_close_route.add(self.url)  # this server keeps its envs; nothing to free
