@@ -60,8 +60,8 @@ def test_prompts_hold_no_escaped_newline_or_quote():
     for name in BUILTIN:
         try:
             env = make_env(name)
-        except Exception as e:  # an env whose package (or java) is missing here
-            pytest.skip(f"{name}: {e}")
+        except Exception:  # an env whose package (or java) is missing here: test_envs.py reports those skips
+            continue
         try:
             assert env.instruction() == protocol.INSTRUCTION[name] and env.ack == protocol.ACK[name]
             for t in tasks[name]:
