@@ -60,7 +60,9 @@ def test_prompts_hold_no_escaped_newline_or_quote():
     for name in BUILTIN:
         try:
             env = make_env(name)
-        except Exception:  # an env whose package (or java) is missing here: test_envs.py reports those skips
+        except Exception:  # minigrid, or scienceworld/java, missing here: test_envs.py reports those skips
+            if name in ("maze", "wordle"):
+                raise
             continue
         try:
             assert env.instruction() == protocol.INSTRUCTION[name] and env.ack == protocol.ACK[name]
