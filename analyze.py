@@ -170,6 +170,8 @@ def main(argv=None):
         p.error("--bins and --max-length must be at least 1")
     if args.json and os.path.isdir(args.json):
         p.error(f"--json {args.json}: is a folder")
+    if args.json and any(os.path.abspath(args.json) == os.path.abspath(f) for f in args.files):
+        p.error(f"--json {args.json} is one of the input files {args.json}: write the numbers to another file")
     try:
         return report(args)
     except (trajectory.RecordError, OSError, ValueError) as e:

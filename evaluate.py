@@ -135,15 +135,37 @@ def get_args(argv=None):
                  "--save-trajectories")
     if args.tasks and args.task_file:
         ap.error("give --tasks or --task-file, not both")
+    if args.tasks is not None:
+        try:
+            task_range(args.tasks)
+        except ValueError as e:
+            ap.error(str(e))
     for path in (args.output, args.save_trajectories):
         if path is not None and (os.path.isdir(path) or path.endswith(os.sep)):
             ap.error(f"{path}: is a folder; --output and --save-trajectories name files")
+    inputs = {"--task-file": args.task_file, "--from-critical": args.from_critical,
+              "--instruction-from": args.instruction_from}
+    for flag, path in [("--output", args.output), ("--save-trajectories", args.save_trajectories)]:
+        for name, inp in inputs.items():
+            if path and inp and os.path.abspath(path) == os.path.abspath(inp):
+                ap.error(f"{flag} {path} is the input ({name}): write the results to another file")
     if args.save_trajectories and os.path.abspath(args.save_trajectories) == os.path.abspath(args.output):
         ap.error("--save-trajectories must differ from --output")
     return args
 
 
 # ----------------------------------------------------------------------------- tasks and policy
+
+def task_range(text):
+    """--tasks A:B as a range; ValueError (one line) unless 0 <= A < B."""
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--tasks must be A:B (a half-open range of task ids), got {text!r}") from None
+    if not 0 <= a < b:
+        raise ValueError(f"--tasks {text}: an empty or negative range (need 0 <= A < B)")
+    return range(a, b)
+
 
 def split_item_id(item_id):
     """(env, task id) of an item id "<env>_<int>", also with the env prefix AgentEval and AgentTraj-L use for some
@@ -224,13 +246,7 @@ def task_list(args, env):
     if path is not None:
         ids, other = read_task_file(path, args.env)
     else:
-        try:
-            a, b = (int(x) for x in args.tasks.split(":"))
-        except ValueError:
-            raise SystemExit(f"--tasks must be A:B (half-open range of ints), got {args.tasks!r}") from None
-        if not 0 <= a < b:
-            raise SystemExit(f"--tasks {args.tasks}: an empty or negative range (need 0 <= A < B)")
-        ids = list(range(a, b))
+        ids = list(task_range(args.tasks))
     check_task_ids(env, args.env, ids)
     if other:
         print(f"{path}: {sum(other.values())} tasks of other envs left out "
@@ -284,7 +300,8 @@ def make_policy(args):
 
 
 def instruction_from(path, env_name):
-    for _, rec in iter_records(path):
+    records = [rec for _, rec in iter_records(path)]  # the whole file is checked, not only up to the first match
+    for rec in records:
         if str(rec["item_id"]).lower().startswith(env_name):
             return rec["conversations"][0]["value"]
     raise SystemExit(f"{path}: no record whose item_id starts with {env_name!r}")
@@ -293,9 +310,10 @@ def instruction_from(path, env_name):
 def env_factory(args, name):
     env_kwargs = {}
     if args.instruction_from:
+        env_kwargs["instruction"] = instruction_from(args.instruction_from, name)  # a bad file is named first
         if not args.env_server:
-            raise SystemExit("--instruction-from is for --env-server environments")
-        env_kwargs["instruction"] = instruction_from(args.instruction_from, name)
+            raise SystemExit("--instruction-from is for --env-server environments (the built-ins have AgentGym's "
+                             "instructions)")
     try:
         make_env(name, args.env_server, **env_kwargs).close()  # unknown env, unreachable server: one line
     except (ValueError, ConnectionError) as e:

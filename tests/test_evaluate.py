@@ -246,7 +246,7 @@ def test_bad_inputs_one_line_nothing_left_behind(tmp_path, capsys):
     empty.write_text("\n")
     folder.mkdir()
     base = ["--env", "maze", "--output", str(out)]
-    expect_one_line(base + ["--tasks", "3:1"], "--tasks 3:1: an empty or negative range")
+    expect_one_line(base + ["--tasks", "3:1"], "--tasks 3:1: an empty or negative range", capsys)
     expect_one_line(base + ["--task-file", str(empty)], "the task file is empty")
     expect_one_line(base + ["--task-file", str(dup)], "line 3: duplicate task maze_1 (first at line 1)")
     expect_one_line(base + ["--task-file", str(folder)], "is a folder")
