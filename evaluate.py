@@ -420,7 +420,7 @@ def evaluate(args, policy=None):
 def critical_jobs(path, only_env=None):
     """{env: [jobs]} for --from-critical: per record one from-scratch job and one job per critical step c that
     replays the record's steps up to and including c. Jobs carry key = (source item_id, start)."""
-    by_env, skipped = defaultdict(list), Counter()
+    by_env, skipped, seen = defaultdict(list), Counter(), {}
     for n, rec in iter_records(path):
         where = f"{path}: record {n} (item_id {rec['item_id']!r})"
         if "critical_steps" not in rec:
@@ -432,6 +432,9 @@ def critical_jobs(path, only_env=None):
         if only_env is not None and env != only_env:
             skipped[env] += 1
             continue
+        if (env, task) in seen:
+            raise RecordError(f"{where}: task {env}_{task} again (first at record {seen[env, task]})")
+        seen[env, task] = n
         conv, steps = rec["conversations"], step_indices(rec)
         by_env[env].append({"task_id": task, "key": (rec["item_id"], None)})
         for c in rec["critical_steps"]:

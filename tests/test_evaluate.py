@@ -357,4 +357,9 @@ def test_from_critical_bad_selection_one_line(tmp_path):
         evaluate.main(["--from-critical", str(plain), "--output", out])
     with pytest.raises(SystemExit, match="no record of env 'wordle'"):
         evaluate.main(["--from-critical", str(tmp_path / "sel.jsonl"), "--env", "wordle", "--output", out])
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("".join(json.dumps({**r, "item_id": p + r["item_id"]}) + "\n"
+                             for p, r in (("", sel["maze_0"]), ("lmrlgym_", sel["maze_0"]))))
+    with pytest.raises(SystemExit, match="record 2 .*task maze_0 again"):
+        evaluate.main(["--from-critical", str(twice), "--output", out])
     assert not os.path.exists(out) and not os.path.exists(out + ".config.json") and len(sel) == 2
