@@ -1,0 +1,275 @@
+"""A held-out PDDL environment in the style of AgentBoard's (Ma et al. 2024): classical planning problems told in
+short English sentences, actions as text, scored by progress rate; with a planner expert (pyperplan).
+
+THE PROBLEMS ARE PDDLGYM'S, NOT AGENTBOARD'S. AgentBoard's PDDL tasks (20 each of Gripper, Blocksworld, Barman,
+Tyreworld, its own problem files) are not installable offline; the `pddlgym` package (Silver & Chitnis 2020, MIT
+licence) ships domain and problem files, and we read those files (never importing pddlgym itself, which would need
+the old `gym`). Domains, as pddlgym names them: Gripper (`gripper`, `manygripper`), Blocksworld (`blocks`,
+`blocks_medium`) and Ferry (`manyferry`, a transport domain in place of AgentBoard's Tyreworld/Barman, which
+pddlgym does not have). So PDDL numbers from this env are comparable with each other, not with the paper's
+AgentBoard column.
+
+    python evaluate.py --env pddl --policy expert         # the test ids of data/pddl_test_ids.txt
+
+Episode: the first observation names the domain, the goal and the state ("Domain: gripper\\nGoal: ball1 is in
+roomb. ...\\nObservation: Robby is in rooma. ..."); each turn's action (the text after "Action:", AgentGym's client
+parsing) is one of the domain's actions in words ("pick ball1 in rooma with left") or "check valid actions".
+A valid action answers the new state; an invalid one answers why ("... is not an action of this domain", or which
+preconditions do not hold) and changes nothing. Reward = progress rate = the largest share of goal atoms that held
+at any point of the episode (AgentBoard's metric), exposed as `progress`; success = all goal atoms hold (reward 1),
+which ends the episode. 30 rounds (AgentBoard's max_num_steps).
+
+Task ids: the problems in a fixed order (SOURCES; within a source by problem number over pddlgym's train and test
+folders together): id -> (domain, folder, file) via `problem_of`. Grounding and planning use pyperplan (pure
+Python): the expert plans with greedy best-first search on h_FF from the current state and follows the plan.
+"""
+import logging
+import os
+import re
+
+from envs import protocol
+
+MAX_ROUNDS = 30  # AgentBoard's max_num_steps for every task
+
+# (domain, pddlgym domain file, [problem folders]) in task-id order
+SOURCES = [
+    ("gripper", "gripper", ["gripper", "gripper_test"]),
+    ("gripper", "manygripper", ["manygripper", "manygripper_test"]),
+    ("blocksworld", "blocks", ["blocks", "blocks_test"]),
+    ("blocksworld", "blocks_medium", ["blocks_medium", "blocks_medium_test"]),
+    ("ferry", "manyferry", ["manyferry", "manyferry_test"]),
+]
+
+# Facts as sentences; the arguments are the atom's, in order. Atoms not listed (types, the action literals
+# pddlgym puts in its problems, not-eq) are static bookkeeping and are not told.
+FACTS = {
+    "at-robby": "Robby is in {0}.",
+    "at": "{0} is in {1}.",            # gripper: a ball in a room; ferry: a car at a location
+    "free": "The {0} gripper is free.",
+    "carry": "Robby carries {0} in the {1} gripper.",
+    "on": "{0} is on {1}.",            # blocksworld (ferry's one-argument "on" is FERRY_FACTS)
+    "ontable": "{0} is on the table.",
+    "clear": "{0} is clear.",
+    "handempty": "The hand is empty.",
+    "handfull": "The hand is full.",
+    "holding": "The hand holds {0}.",
+}
+FERRY_FACTS = {"at": "{0} is at {1}.", "at-ferry": "The ferry is at {0}.", "empty-ferry": "The ferry is empty.", "on": "{0} is on the ferry."}
+
+# Operator name -> (the action in words with the operator's arguments {0}, {1}, ..., its general form)
+ACTIONS = {
+    "move": ("move from {0} to {1}", "move from <room> to <room>"),
+    "pick": ("pick {0} in {1} with {2}", "pick <ball> in <room> with <gripper>"),
+    "drop": ("drop {0} in {1} with {2}", "drop <ball> in <room> with <gripper>"),
+    "pick-up": ("pick up {0}", "pick up <block>"),
+    "put-down": ("put down {0}", "put down <block>"),
+    "stack": ("stack {0} on {1}", "stack <block> on <block>"),
+    "unstack": ("unstack {0} from {1}", "unstack <block> from <block>"),
+    "sail": ("sail from {0} to {1}", "sail from <location> to <location>"),
+    "board": ("board {0} at {1}", "board <car> at <location>"),
+    "debark": ("debark {0} at {1}", "debark <car> at <location>"),
+}
+DOMAIN_ACTIONS = {"gripper": ("move", "pick", "drop"), "blocksworld": ("pick-up", "put-down", "stack", "unstack"),
+                  "ferry": ("sail", "board", "debark")}
+
+INSTRUCTION = """\
+You are a robot that solves classical planning problems step by step. Each problem comes from one of three domains:
+
+Gripper: a robot, Robby, moves balls between rooms with its two grippers (left and right). Actions:
+  "move from <room> to <room>": Robby goes to another room.
+  "pick <ball> in <room> with <gripper>": Robby, in the ball's room, picks the ball up with a free gripper.
+  "drop <ball> in <room> with <gripper>": Robby puts down the ball held by that gripper in the room he is in.
+Blocksworld: blocks stand on a table or on each other; one hand moves one clear block (nothing on top) at a time.
+  "pick up <block>": take a clear block from the table (the hand must be empty).
+  "put down <block>": put the held block on the table.
+  "stack <block> on <block>": put the held block on a clear block.
+  "unstack <block> from <block>": take a clear block off the block below it (the hand must be empty).
+Ferry: a ferry carries one car at a time between locations.
+  "sail from <location> to <location>": the ferry goes to another location.
+  "board <car> at <location>": the car at the ferry's location drives onto the empty ferry.
+  "debark <car> at <location>": the car on the ferry drives off at the ferry's location.
+You can also use "check valid actions" to list the actions possible now.
+
+Every round I give you an observation: the domain, the goal and the current state first, then the result of your \
+last action. The task is done when every goal condition holds. Answer in the following format:
+
+Thought:
+<your reasoning>
+
+Action:
+<one action, exactly as above>"""
+
+
+def pddl_dir():
+    """pddlgym's folder of PDDL files, found without importing pddlgym (its __init__ needs gym)."""
+    import importlib.util
+    spec = importlib.util.find_spec("pddlgym")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the pddl env reads pddlgym's problem files: pip install --no-deps pddlgym==0.0.7")
+    return os.path.join(spec.submodule_search_locations[0], "pddl")
+
+
+def _number(name):
+    return int(re.sub(r"\D", "", name) or 0)
+
+
+_PROBLEMS = None
+
+
+def problems():
+    """[(domain, domain file, problem path), ...] in task-id order."""
+    global _PROBLEMS
+    if _PROBLEMS is None:
+        root, out = pddl_dir(), []
+        for domain, dfile, folders in SOURCES:
+            files = [(folder, f) for folder in folders for f in os.listdir(os.path.join(root, folder))
+                     if f.endswith(".pddl")]
+            for folder, f in sorted(files, key=lambda x: (_number(x[1]), x)):
+                out.append((domain, os.path.join(root, dfile + ".pddl"), os.path.join(root, folder, f)))
+        _PROBLEMS = out
+    return _PROBLEMS
+
+
+def problem_of(task_id):
+    """Task id -> (domain, "folder/file") of its pddlgym problem."""
+    domain, _, path = problems()[int(task_id)]
+    return domain, os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
+_TASKS = {}
+
+
+def ground(task_id, relevant_only=False):
+    """The grounded pyperplan task of a problem (cached): facts and operators as strings like "(at ball1 rooma)".
+    The env keeps every operator (an action that does not help the goal is still a legal move); the planner may
+    search only the operators relevant to the goal, which is much faster on the many-object problems."""
+    key = (int(task_id), relevant_only)
+    if key not in _TASKS:
+        from pyperplan import grounding
+        from pyperplan.pddl.parser import Parser
+        logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))  # pyperplan logs at INFO
+        _, dfile, pfile = problems()[key[0]]
+        parser = Parser(dfile, pfile)
+        problem = parser.parse_problem(parser.parse_domain())
+        _TASKS[key] = grounding.ground(problem, remove_irrelevant_operators=relevant_only)
+    return _TASKS[key]
+
+
+def atom(fact):
+    """"(at ball1 rooma)" -> ("at", ["ball1", "rooma"])."""
+    name, *args = fact.strip("()").split()
+    return name, args
+
+
+def sentence(domain, fact):
+    name, args = atom(fact)
+    template = (FERRY_FACTS.get(name) if domain == "ferry" else None) or FACTS.get(name)
+    if template is None:
+        return None
+    return template.format(*args)
+
+
+def describe(domain, facts):
+    """Facts as sentences, in a fixed order (sorted facts); untold bookkeeping atoms are left out."""
+    return " ".join(s for s in (sentence(domain, f) for f in sorted(facts)) if s)
+
+
+def action_text(op_name):
+    """"(pick ball1 rooma left)" -> "pick ball1 in rooma with left"."""
+    name, args = atom(op_name)
+    return ACTIONS[name][0].format(*args)
+
+
+class PDDLEnv:
+    name = "pddl"
+    max_rounds = MAX_ROUNDS
+    ack = protocol.LONG_ACK
+
+    def __init__(self):
+        self.done = True
+        self.progress = 0.0
+        self._plan = []
+
+    def task_ids(self):
+        return range(len(problems()))
+
+    def instruction(self):
+        return INSTRUCTION
+
+    def reset(self, task_id):
+        task_id = int(task_id)
+        if not 0 <= task_id < len(problems()):
+            raise ValueError(f"pddl task id {task_id} out of range 0..{len(problems()) - 1}")
+        self.task_id = task_id
+        self.domain = problems()[task_id][0]
+        self.task = ground(task_id)
+        self.ops = {action_text(op.name): op for op in sorted(self.task.operators, key=lambda o: o.name)}
+        self.state = frozenset(self.task.initial_state)
+        self.progress = self.rate()
+        self.done = self.progress == 1.0
+        self._plan = []
+        return (f"Domain: {self.domain}\nGoal: {describe(self.domain, self.task.goals)}\n"
+                f"Observation: {describe(self.domain, self.state)}")
+
+    def rate(self):
+        """The share of goal atoms that hold now."""
+        return len(self.task.goals & self.state) / len(self.task.goals)
+
+    def valid_actions(self):
+        return [text for text, op in self.ops.items() if op.applicable(self.state)]
+
+    def step(self, turn):
+        if self.done:
+            return "The task has finished.", self.progress, True
+        action = " ".join(protocol.first_action(turn).split())  # AgentGym's client parsing, spaces collapsed
+        if action.lower() == "check valid actions":
+            return "Valid actions: " + ", ".join(self.valid_actions()) + ".", self.progress, False
+        op = self.ops.get(action)
+        if op is None:
+            forms = [ACTIONS[a][1] for a in DOMAIN_ACTIONS[self.domain]]
+            if any(action.startswith(f.split(" <")[0] + " ") for f in forms):
+                return (f'"{action}" is not a valid action here: check the names of the objects.', self.progress,
+                        False)
+            return (f'"{action}" is not an action of this domain. The actions are: ' + "; ".join(forms)
+                    + '; check valid actions.', self.progress, False)
+        if not op.applicable(self.state):
+            missing = describe(self.domain, op.preconditions - self.state) or "some static condition"
+            return (f'You cannot {action} now: these conditions do not hold: {missing}', self.progress, False)
+        self.state = frozenset(op.apply(self.state))
+        self.progress = max(self.progress, self.rate())
+        self.done = self.progress == 1.0
+        return describe(self.domain, self.state), self.progress, self.done
+
+    # ---- the expert
+    def expert_turn(self):
+        """Follow a pyperplan plan from the current state (replanned whenever the state is not the plan's)."""
+        if not self._plan or self._plan[0][0] != self.state:
+            self._plan = self.make_plan()
+        if not self._plan:
+            return "Thought:\nNo plan reaches the goal from here; let me see what I can do.\n\nAction:\ncheck valid actions"
+        state, op = self._plan.pop(0)
+        unmet = sorted(self.task.goals - self.state)
+        todo = describe(self.domain, unmet)
+        thought = (f"{len(unmet)} of {len(self.task.goals)} goal conditions still to reach: {todo} "
+                   f"The plan needs {len(self._plan) + 1} more actions; the next is to {action_text(op.name)}.")
+        return f"Thought:\n{thought}\n\nAction:\n{action_text(op.name)}"
+
+    def make_plan(self):
+        """[(state before, operator), ...] from the current state to the goal: greedy best-first search on h_FF
+        over the goal-relevant operators, or over all of them if that finds nothing."""
+        from pyperplan.heuristics.relaxation import hFFHeuristic
+        from pyperplan.search import greedy_best_first_search
+        from pyperplan.task import Task
+        for grounded in (ground(self.task_id, relevant_only=True), self.task):
+            task = Task(grounded.name, grounded.facts | self.state, self.state, grounded.goals, grounded.operators)
+            ops = greedy_best_first_search(task, hFFHeuristic(task))
+            if ops:
+                break
+        out, state = [], self.state
+        for op in ops or []:
+            out.append((state, op))
+            state = frozenset(op.apply(state))
+        return out
+
+    def close(self):
+        self.done = True
