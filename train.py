@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 
-import torch
 from tqdm import tqdm
 
 from trajectory import (IGNORE_INDEX, OutputBusy, RecordError, keep_config, lock_output, read_records,
@@ -98,13 +97,14 @@ def fail(message):
     """Refuse to go on: one line on stderr (rank 0 only; every rank finds the same problem), exit code 1."""
     if master:
         print(f"train.py: {message}", file=sys.stderr, flush=True)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    if "torch" in sys.modules and sys.modules["torch"].distributed.is_initialized():
+        sys.modules["torch"].distributed.destroy_process_group()
     raise SystemExit(1)
 
 
 # ----------------------------------------------------------------------------- options and inputs, before any model
-# Everything a user can get wrong is checked here, in seconds, before a GPU is touched or an output folder exists.
+# Everything a user can get wrong is checked here, in a second (torch is not even imported yet), before a GPU is
+# touched or an output folder exists.
 bad = [f"--{k.replace('_', '-')} {getattr(args, k)} must be positive" for k in
        ("batch_size", "micro_batch_size", "micro_batch_tokens", "epochs", "max_length", "lr")
        if not getattr(args, k) > 0]
@@ -134,7 +134,7 @@ try:
     records = read_records(args.data)
 except RecordError as e:
     fail(f"bad data: {e}")
-except (OSError, ValueError, RecursionError) as e:  # a folder, undecodable bytes, absurd nesting
+except Exception as e:  # whatever else a broken file raises (undecodable bytes, absurd nesting): one line
     fail(f"bad data: {args.data}: cannot read it ({type(e).__name__}: {e})")
 sha = hashlib.sha256()
 with open(args.data, "rb") as f:
@@ -144,6 +144,7 @@ data_sha256 = sha.hexdigest()  # --resume compares it: other data under the same
 
 # ----------------------------------------------------------------------------- distributed setup
 # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain `python train.py` is a world of one, same code path.
+import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.distributed.checkpoint as dcp  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -182,6 +183,9 @@ try:
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 except Exception as e:  # a model folder whose tokenizer files are missing or broken: one line, not a traceback
     fail(f"--model {args.model}: cannot load its tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+if getattr(tokenizer, "chat_template", None) is None:
+    fail(f"--model {args.model}: the tokenizer has no chat template; ATLaS renders trajectories with the model's own "
+         f"template (use an instruct/chat model folder)")
 examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = [], [], 0, 0, 0, 0
 for rec in tqdm(records, desc="tokenize", disable=not master):
     try:

@@ -313,3 +313,17 @@ def test_a_run_killed_with_its_process_tree_resumes_from_its_last_automatic_save
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert [m["loss"] for m in resumed] == [m["loss"] for m in uninterrupted]
     assert [m["grad_norm"] for m in resumed] == [m["grad_norm"] for m in uninterrupted]
+
+
+def test_gpu_bench_smoke_path():
+    """bench/bench_gpu.py's CPU path: the same code as on a GPU (train.py with activation checkpointing off and on,
+    HF Trainer on the same sequences, perplexity.py), tiny config, 2 steps. Both trainers see the same batch, so
+    their step-1 losses agree; the last line holds the ratios run_all.py reads."""
+    r = launch([PY, "bench/bench_gpu.py", "--smoke"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    ratios = json.loads(r.stdout.strip().splitlines()[-1])["ratios"]
+    for k in ("train.py / HF Trainer tok/s, AC off", "train.py / HF Trainer tok/s, AC on", "train.py MFU, AC off",
+              "train.py AC on / AC off tok/s"):
+        assert math.isfinite(ratios[k]) and ratios[k] > 0, k
+    assert ratios["|step-1 loss train.py - HF| (AC off)"] < 1e-4
+    assert "perplexity.py (forward, scoring)" in r.stdout and "HF Trainer, AC on" in r.stdout
