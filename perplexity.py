@@ -12,7 +12,7 @@ this to 1e-5; bench/bench_perplexity.py times it against the per-prefix way).
     python perplexity.py --input data/agenttraj_l.json --output out/ppl.jsonl --model meta-llama/Llama-3.1-8B-Instruct
     # data parallel: each rank scores a slice into OUTPUT.partR, rank 0 merges them into OUTPUT at the end
     torchrun --nproc_per_node 8 perplexity.py --input data/agenttraj_l.json --output out/ppl.jsonl \
-        --model meta-llama/Llama-3.1-8B-Instruct --max-tokens 65536
+        --model meta-llama/Llama-3.1-8B-Instruct --batch-tokens 65536
 
 The output has one record per input trajectory, written with trajectory.with_selection: loss true only on the
 selected steps, and selection = {"method": "perplexity", "ratio", "model", "scores": {step index: ppl}, ...}.
@@ -117,11 +117,9 @@ def part_files(output):
 
 
 def read_parts(paths):
-    """{item_id: record} of the complete lines of `paths` (a partial last line from a kill is redone)."""
+    """{item_id: record} of the complete lines of part files (a partial last line from a kill is redone)."""
     found = {}
     for path in paths:
-        if not os.path.exists(path):
-            continue
         with open(path, "rb") as f:
             for n, raw in enumerate(f, 1):
                 if not raw.endswith(b"\n") or not raw.strip():
@@ -137,7 +135,7 @@ def read_parts(paths):
 
 def done_ids(output):
     """item_ids already scored: in OUTPUT or in any part file."""
-    return set(read_parts([output] + part_files(output)))
+    return set().union(*(trajectory.done_keys(p) for p in [output] + part_files(output)))
 
 
 def merge_parts(output, order):

@@ -25,7 +25,11 @@ skips the item_ids already in the output and retries the rest (failures of the l
 reason in OUTPUT.errors.jsonl). A kill loses at most the requests in flight. HTTP 429/5xx/timeouts are retried
 with exponential backoff; an answer that names no usable step is asked again (--parse-retries) and then goes to
 the errors file: an item never gets a made-up selection. Named indices that are not steps, repeats and those past
-the budget are dropped (the first k kept) and counted in the record and in the final summary.
+the budget are dropped (the first k kept) and counted in the record and in the final summary. Any other failure of
+one item (a reply that is not a chat completion, a record that cannot be written) sends that item alone to the
+errors file; only what fails every item (a refused key, a server that cannot be reached) stops the run, with one
+line. One run writes an output at a time (OUTPUT.lock), and a rerun with other settings (method, ratio, model,
+seed, reference) than OUTPUT.config.json is refused unless --force; the key is never written (only api_key_set).
 """
 # ---- guard: from the project root `import select` (done by socket, subprocess, asyncio, torch, ...) finds this file
 # instead of the standard-library module. Then load the real one from the rest of sys.path, hand it over in
@@ -516,19 +520,6 @@ def dry_run(args, todo, skipped):
           f"({'--price' if args.price else args.model + ' list price'})")
 
 
-def read_done(path):
-    """item_ids already in an output file, read-only (for --dry-run; a real run uses trajectory.open_resumable)."""
-    done = set()
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    done.add(json.loads(raw)["item_id"])
-                except (ValueError, KeyError, TypeError):
-                    pass
-    return done
-
-
 def load_inputs(args):
     """The records to select and, for complement, the reference selections by item_id (RecordError if bad)."""
     records = trajectory.read_records(args.input)
@@ -715,7 +706,7 @@ def main(argv=None):
         check_args(args)
         records, refs = load_inputs(args)
         if args.dry_run:
-            done = read_done(args.output)
+            done = trajectory.done_keys(args.output)
             todo = [r for r in records if r["item_id"] not in done]
             return dry_run(args, todo, len(records) - len(todo))
         client = make_client(args)

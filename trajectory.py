@@ -332,27 +332,37 @@ def open_resumable(path, key="item_id"):
     path = check_output(path)
     done = set()
     if os.path.exists(path):
-        good = 0
-        with open(path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n"):
-                    break  # partial last line from a kill
-                if not raw.strip():
-                    good += len(raw)  # a blank line
-                    continue
+        done, good = _scan_output(path, key)
+        if good != os.path.getsize(path):
+            with open(path, "rb+") as f:
+                f.truncate(good)
+    return done, open(path, "a", encoding="utf-8")
+
+
+def done_keys(path, key="item_id"):
+    """The keys (item_ids) already in output `path`, read only (a dry run, other ranks' part files): what
+    open_resumable would return, without cutting off a partial last line. An empty set if there is no file."""
+    return _scan_output(str(path), key)[0] if os.path.isfile(path) else set()
+
+
+def _scan_output(path, key):
+    """(keys of the complete records, bytes up to the end of the last complete line) of an output file."""
+    done, good = set(), 0
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
+                break  # partial last line from a kill
+            if raw.strip():
                 try:
                     rec = json.loads(raw)
                 except (ValueError, RecursionError):  # bad JSON, bytes that are not UTF-8, nesting
                     raise RecordError(f"{path}: line {n}: not a JSON record, and a kill can only cut the last "
                                       f"line; repair or remove it") from None
-                if not isinstance(rec, dict) or key not in rec:
+                if not isinstance(rec, dict) or not isinstance(rec.get(key), (str, int)):
                     raise RecordError(f"{path}: line {n}: a record without {key!r}")
                 done.add(rec[key])
-                good += len(raw)
-        if good != os.path.getsize(path):
-            with open(path, "rb+") as f:
-                f.truncate(good)
-    return done, open(path, "a", encoding="utf-8")
+            good += len(raw)
+    return done, good
 
 
 def check_output(path, inputs=()):

@@ -89,14 +89,22 @@ STAGES = {
                                              "--policy", "expert", "--rollouts", "1"],
                        "leftovers": lambda o: [o, f"{o}.config.json"], "output": "file"},
     "analyze": {"argv": lambda i, o: ["analyze.py", i, "--json", o], "leftovers": lambda o: [o], "output": "file"},
-    "evaluate": {"argv": lambda i, o: ["evaluate.py", "--env", "maze", "--tasks", "0:1", "--policy", "expert",
-                                       "--instruction-from", i, "--output", o],
+    "evaluate": {"argv": lambda i, o: ["evaluate.py", "--env", "maze", "--policy", "expert", "--from-critical", i,
+                                       "--output", o],
                  "leftovers": lambda o: [o, f"{o}.config.json"], "output": "file"},
-    "train": {"argv": lambda i, o: ["train.py", "--data", i, "--model", NO_MODEL, "--output", o],
+    "train": {"argv": lambda i, o: ["train.py", "--data", i, "--model", tiny_model_folder(), "--output", o],
               "leftovers": lambda o: [], "output": "folder"},
 }
 ENABLED = {"select", "perplexity", "value_estimate"}
 PENDING = set(STAGES) - ENABLED  # analyze, evaluate (engineer F), train (engineer D): enable when they land
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model_folder():
+    """A tiny local model folder, for stages that check --model before they read their input (train.py)."""
+    import tempfile
+    from tests.tiny import save_tiny
+    return save_tiny(os.path.join(tempfile.mkdtemp(prefix="robust-"), "llama"), "llama")
 
 
 @functools.lru_cache(maxsize=None)
