@@ -573,8 +573,12 @@ def open_output(args, client):
     config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # saved as api_key_set, never as is
     compare = {"oracle": ["method", "ratio", "model"], "random": ["method", "ratio", "seed"],
                "complement": ["method", "reference", "seed"]}[args.method]
-    trajectory.keep_config(args.output + ".config.json", config, compare, args.force)
-    done, out = trajectory.open_resumable(args.output)
+    try:
+        trajectory.keep_config(args.output + ".config.json", config, compare, args.force)
+        done, out = trajectory.open_resumable(args.output)
+    except BaseException:
+        lock.close()
+        raise
     # this run's failures only; a reason that cannot be written as UTF-8 is escaped rather than lost
     errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8", errors="backslashreplace")
     return lock, done, out, errors
@@ -616,6 +620,25 @@ def run_pool(work, items, threads):
     return fatal[0] if fatal else None
 
 
+def count(stats, rec, err):
+    """Add one finished item (its output record, or its ItemError) to the run's numbers."""
+    usage = rec["selection"].get("usage") if rec else getattr(err, "usage", None)
+    stats["prompt_tokens"] += (usage or {}).get("prompt_tokens", 0)
+    stats["completion_tokens"] += (usage or {}).get("completion_tokens", 0)
+    if rec is None:
+        stats["failed"] += 1
+        stats["unreachable_in_a_row"] = stats["unreachable_in_a_row"] + 1 if err.unreachable else 0
+        return
+    sel = rec["selection"]
+    stats["done"] += 1
+    stats["unreachable_in_a_row"] = 0
+    stats["share"] += len(rec["critical_steps"]) / len(rec["steps"])
+    stats["requests"] += sel.get("attempts", 0)
+    stats["short_by"] += sel.get("short_by", 0)
+    stats["dropped"].update(sel.get("dropped", {}))
+    stats["categories"].update(str(r.get("category")) for r in sel.get("reasons", []))
+
+
 def select_all(args, client, todo, refs, out, errors):
     """Select every item of `todo`, each written (or sent to the errors file with its reason) by its own worker
     the moment it is done. An item can only fail alone: any exception while selecting, checking or writing it
@@ -625,23 +648,6 @@ def select_all(args, client, todo, refs, out, errors):
              "unreachable_in_a_row": 0}
     write_lock, stopped = threading.Lock(), threading.Event()
     bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
-
-    def count(rec, err):
-        usage = rec["selection"].get("usage") if rec else getattr(err, "usage", None)
-        stats["prompt_tokens"] += (usage or {}).get("prompt_tokens", 0)
-        stats["completion_tokens"] += (usage or {}).get("completion_tokens", 0)
-        if rec is None:
-            stats["failed"] += 1
-            stats["unreachable_in_a_row"] = stats["unreachable_in_a_row"] + 1 if err.unreachable else 0
-            return
-        sel = rec["selection"]
-        stats["done"] += 1
-        stats["unreachable_in_a_row"] = 0
-        stats["share"] += len(rec["critical_steps"]) / len(rec["steps"])
-        stats["requests"] += sel.get("attempts", 0)
-        stats["short_by"] += sel.get("short_by", 0)
-        stats["dropped"].update(sel.get("dropped", {}))
-        stats["categories"].update(str(r.get("category")) for r in sel.get("reasons", []))
 
     def work(rec):
         out_rec, err = None, None
@@ -666,7 +672,7 @@ def select_all(args, client, todo, refs, out, errors):
                 errors.write(json.dumps({"item_id": rec["item_id"], "reason": redact(err)}, ensure_ascii=False)
                              + "\n")
                 errors.flush()
-            count(out_rec, err)
+            count(stats, out_rec, err)
             bar.update(1)
             bar.set_postfix(failed=stats["failed"], refresh=False)
             if stats["unreachable_in_a_row"] >= max(4, 2 * args.concurrency):

@@ -100,7 +100,15 @@ def validate_record(rec, where="record"):
         raise RecordError(f"{where}: field '{bad}' holds text that cannot be encoded as UTF-8 (a lone surrogate "
                           f"such as \\ud800)")
     where = f"{where} (item_id {item_id!r})"
-    conv = rec.get("conversations")
+    _check_turns(rec.get("conversations"), where)
+    _check_steps(rec, where)
+    if "selection" in rec and not isinstance(rec["selection"], dict):
+        raise RecordError(f"{where}: field 'selection' must be an object")
+    return rec
+
+
+def _check_turns(conv, where):
+    """Roles alternate human, gpt, ...; every value is text; loss is null/false/true, never true on a human turn."""
     if conv is None:
         raise RecordError(f"{where}: missing field 'conversations'")
     if not isinstance(conv, list) or not conv:
@@ -113,7 +121,8 @@ def validate_record(rec, where="record"):
                 raise RecordError(f"{where}: conversations[{i}] has no '{key}'")
         role = turn["from"]
         if role not in ROLES:
-            raise RecordError(f"{where}: conversations[{i}] has role {json.dumps(role)[:40]}, expected 'human' or 'gpt'")
+            raise RecordError(f"{where}: conversations[{i}] has role {json.dumps(role)[:40]}, expected 'human' or "
+                              f"'gpt'")
         expected = ROLES[i % 2]
         if role != expected:
             raise RecordError(f"{where}: conversations[{i}] is {role!r} but roles must alternate "
@@ -126,7 +135,11 @@ def validate_record(rec, where="record"):
                               f"or true")
         if role == "human" and loss:
             raise RecordError(f"{where}: conversations[{i}] is a human turn with loss true")
-    flagged = loss_turns(rec)
+
+
+def _check_steps(rec, where):
+    """`steps` name gpt turns and agree with the loss flags; in a selected record the flags are `critical_steps`."""
+    conv, flagged = rec["conversations"], loss_turns(rec)
     if "steps" in rec:
         steps = _step_list(rec, "steps", where)
         bad = [s for s in steps if not (0 <= s < len(conv) and conv[s]["from"] == "gpt")]
@@ -149,9 +162,6 @@ def validate_record(rec, where="record"):
                               f"a trainer would train other turns than the selection names")
     elif flagged != steps:
         raise RecordError(f"{where}: the loss flags mark turns {flagged} but field 'steps' is {steps}")
-    if "selection" in rec and not isinstance(rec["selection"], dict):
-        raise RecordError(f"{where}: field 'selection' must be an object")
-    return rec
 
 
 def _decode(raw, path, lineno, kind="line"):
@@ -330,6 +340,7 @@ def open_resumable(path, key="item_id"):
     reason to cut off the good records behind it. Writers append one complete line per record with
     `append_record` and flush each time."""
     path = check_output(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     done = set()
     if os.path.exists(path):
         done, good = _scan_output(path, key)
@@ -376,12 +387,12 @@ def check_output(path, inputs=()):
                                   (os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other))):
             raise RecordError(f"{path}: the output is also an input ({other}); write to another file")
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise RecordError(f"{path}: {folder} is a file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise RecordError(f"{path}: cannot create its folder ({e.strerror})") from None
+    while not os.path.exists(folder):  # the folder is made when the output is opened; its nearest existing
+        folder = os.path.dirname(folder)  # ancestor must be a writable folder
+    if not os.path.isdir(folder):
+        raise RecordError(f"{path}: cannot be written ({folder} is a file, not a folder)")
+    if not os.access(folder, os.W_OK):
+        raise RecordError(f"{path}: cannot be written (the folder {folder} is read-only)")
     return path
 
 

@@ -45,7 +45,7 @@ def _module(script):
     return sys.modules[name]
 
 
-IN_PROCESS = {"select.py", "perplexity.py", "value_estimate.py", "analyze.py"}  # stages with main(argv)
+IN_PROCESS = {"select.py", "perplexity.py", "value_estimate.py", "analyze.py", "evaluate.py"}  # with main(argv)
 
 
 def run_stage(argv, subprocess_=False, timeout=300):
@@ -398,6 +398,27 @@ def test_select_stops_at_once_when_nothing_can_succeed(tmp_path, monkeypatch):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_select_stops_when_the_server_goes_away(tmp_path, monkeypatch):
+    """A server lost mid-run: once 2 x --concurrency items in a row failed without a connection, the run stops
+    (with one line) instead of spending every remaining item's retries; the failed items are in the errors file."""
+    sel = _module("select.py")
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    trajectory.write_jsonl(inp, _records(40, seed=25))
+    calls = []
+
+    def gone(client, args, rec):
+        calls.append(rec["item_id"])
+        raise sel.ItemError("gave up after 9 requests: APIConnectionError: Connection error.", unreachable=True)
+
+    monkeypatch.setattr(sel, "make_client", lambda args: object())
+    monkeypatch.setattr(sel, "select_oracle", gone)
+    rc, err = run_stage(["select.py", "--input", inp, "--output", out, "--base-url", "http://x/v1",
+                         "--concurrency", "2"])
+    assert rc == 1 and "stopped: the last 4 items could not reach http://x/v1" in err, err
+    failed = _read(f"{out}.errors.jsonl")
+    assert 4 <= len(failed) <= 6 and len(calls) <= 6 and out.read_text() == ""
 
 
 # ----------------------------------------------------------------------------- no secret in any file
