@@ -605,8 +605,8 @@ def run_pool(work, items, threads):
                 return
             try:
                 work(item)
-            except FatalError as e:
-                fatal.append(e)
+            except Exception as e:  # work() keeps an item's own failures: what escapes it stops the run
+                fatal.append(e if isinstance(e, FatalError) else FatalError(f"{type(e).__name__}: {e}"))
                 stop.set()
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
@@ -682,9 +682,10 @@ def select_all(args, client, todo, refs, out, errors):
     try:
         fatal = run_pool(work, todo, args.concurrency if client else 1)
     finally:
-        write_lock.acquire(timeout=10)  # never leave in the middle of writing a record
+        held = write_lock.acquire(timeout=10)  # never leave in the middle of writing a record
         stopped.set()
-        write_lock.release()
+        if held:
+            write_lock.release()
         bar.close()
     return stats, fatal
 
