@@ -224,7 +224,8 @@ def test_openai_pins_decoding_fields():
     stub = Stub(reject_top_k_zero=True)  # a vLLM older than 0.9: top_k -1 instead, remembered
     try:
         pol = OpenAIPolicy("m", stub.url, timeout=10)
-        assert pol([[{"from": "human", "value": "hi"}]] * 2, [FakeEnv(), FakeEnv()]) == ["Thought: ok\nAction: look"] * 2
+        answers = pol([[{"from": "human", "value": "hi"}]] * 2, [FakeEnv(), FakeEnv()])
+        assert answers == ["Thought: ok\nAction: look"] * 2
         assert [b["top_k"] for b in completions(stub)][-1] == -1 and pol.top_k_off == -1
     finally:
         stub.shutdown()
