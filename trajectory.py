@@ -520,31 +520,60 @@ class OutputBusy(RuntimeError):
     """Another live process writes the same output."""
 
 
+class OutputLock:
+    """The one-writer lock of an output, held until close() (or the process ends). close() removes the lock file,
+    so a finished run leaves nothing behind; a killed run leaves the file, which does not block the next one."""
+
+    def __init__(self, path, lock_path, f):
+        self.path, self.lock_path, self.f = path, lock_path, f
+
+    def close(self):
+        if self.f is None:
+            return
+        try:  # unlink while still holding the lock: a waiting opener of the old file retries on the new inode
+            if os.stat(self.lock_path).st_ino == os.fstat(self.f.fileno()).st_ino:
+                os.unlink(self.lock_path)
+        except OSError:
+            pass
+        self.f.close()
+        self.f = None
+
+
 def lock_output(path):
-    """Take the one-writer lock of output `path` (a file or train.py's folder) for this process and return the
-    open lock file; keep a reference for as long as the run writes (the lock goes with the process).
+    """Take the one-writer lock of output `path` (a file or train.py's folder) for this process and return it
+    (an OutputLock); keep it for as long as the run writes and close() it at the end.
 
     The lock is an flock on `<path>.lock` (a folder: `<path>/.lock`), which the kernel drops when its process dies,
     so a lock a killed run left behind never blocks the next one. The file holds the holder's pid and command line,
     so that the refusal can name the other process. Raises OutputBusy naming it."""
+    import atexit
     import fcntl
     import sys
     lock_path = os.path.join(path, ".lock") if os.path.isdir(path) else f"{path}.lock"
     os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
-    f = open(lock_path, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
+    while True:
+        f = open(lock_path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise OutputBusy(f"{path}: another run is writing this output ({holder}); wait for it to finish or stop "
+                             f"it (a lock left by a killed run does not block)") from None
+        try:  # the holder we waited on may have removed the file in between: lock the file that is there now
+            if os.stat(lock_path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         f.close()
-        raise OutputBusy(f"{path}: another run is writing this output ({holder}); wait for it to finish or stop it "
-                         f"(a lock left by a killed run does not block)") from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}")
     f.flush()
-    return f
+    lock = OutputLock(path, lock_path, f)
+    atexit.register(lock.close)
+    return lock
 
 
 SECRET_WORDS = ("key", "token", "secret", "password")

@@ -255,7 +255,7 @@ def test_bad_inputs_one_line_nothing_left_behind(tmp_path, capsys):
     expect_one_line(["--env", "maze", "--tasks", "0:2", "--output", str(folder)], "is a folder", capsys)
     for model, message in ((tmp_path / "nomodel", "nomodel"), (folder, "folder")):
         expect_one_line(base + ["--tasks", "0:2", "--policy", "hf", "--model", str(model)], message)
-    assert sorted(os.listdir(tmp_path)) == ["dup.txt", "empty.txt", "folder", "r.jsonl.lock"]  # no output, no config
+    assert sorted(os.listdir(tmp_path)) == ["dup.txt", "empty.txt", "folder"]  # no output, no config, no lock
     # the command line: exit code 1, one line on stderr, no traceback
     import subprocess
     import sys
