@@ -8,7 +8,7 @@ Built-in environments (no server; test ids from data/<env>_test_ids.txt unless -
 An AgentGym server, AgentEval's test tasks, and a fine-tuned model served by vLLM (`vllm serve out/atlas --port 8000`):
     python evaluate.py --env webshop --env-server http://127.0.0.1:36001 --task-file AgentEval/webshop_test.json \\
         --policy openai --model out/atlas --concurrency 32 --label critical@0.3 --output results/atlas_webshop.jsonl
-    (tool environments also need --instruction-from AgentTraj-L.json: their prompts are taken from the data)
+    (--instruction-from AgentTraj-L.json overrides a server env's AgentGym 2024 prompt with the data's own)
 A local transformers model, all running episodes generated in one batch:
     python evaluate.py --env wordle --policy hf --model out/atlas --concurrency 16 --label critical@0.3 \\
         --output results/atlas_wordle.jsonl

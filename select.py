@@ -4,7 +4,8 @@ The oracle (GPT-4o in the paper) reads each expert trajectory, every turn labell
 summarises a high-level plan, and names at most k = max(1, floor(m * T)) of the T steps (gpt turns with loss true)
 as critical, each with a category (Plan Creation, Critical Observation, Critical Action, Self Correction) and a
 reason. The output record (trajectory.with_selection) keeps the whole trajectory with loss true only on the
-critical steps, so any trainer that honours AgentGym's `loss` flag trains ATLaS.
+critical steps; train.py computes the loss on exactly those (AgentGym's own bc_trainer ignores the `loss` flag
+and trains every gpt turn).
 
     # paper: GPT-4o, m = 30 %, AgentTraj-L (~14k trajectories); estimate the cost first, then run
     export OPENAI_API_KEY=...

@@ -14,7 +14,8 @@ A *step* is a `gpt` turn whose `loss` is true in the source. Steps are named eve
 
     "steps":          [3, 5, 7, ...]     # all step indices of the source record (never changes)
     "critical_steps": [5, 9]             # the selected ones, a subset of "steps", sorted
-    "loss" flags                         # true only on the critical steps, so AgentGym's trainer trains ATLaS too
+    "loss" flags                         # true only on the critical steps: train.py puts loss exactly there (AgentGym's
+                                         # bc_trainer ignores `loss` and trains every gpt turn)
     "selection":      {"method": ..., "ratio": ..., ...}   # who selected them and why
 
 Files are JSONL (one record per line) or, for AgentTraj-L as published, one JSON list. This module needs only the
