@@ -225,7 +225,8 @@ _orders = {}
 def epoch_order(epoch):
     """The epoch's shuffle, identical on every rank (the role of DistributedSampler.set_epoch)."""
     if epoch not in _orders:
-        _orders[epoch] = torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+        g = torch.Generator().manual_seed(args.seed + epoch)
+        _orders[epoch] = torch.randperm(len(examples), generator=g).tolist()
     return _orders[epoch]
 
 
@@ -277,7 +278,8 @@ def train_flops(n_tokens, n_loss, n_body, n_layer, attn_dim, d_model, vocab):
     return 6 * n_body * n_tokens + 12 * n_layer * attn_dim * n_tokens ** 2 + 6 * d_model * vocab * n_loss
 
 
-PEAK_BF16_TFLOPS = [("A100", 312.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0)]  # dense, spec sheets
+# bf16 dense peak TFLOP/s from the vendors' spec sheets; the first name found in the device's name wins
+PEAK_BF16_TFLOPS = [("A100", 312.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0)]
 
 
 def peak_tflops(device_name, compute_dtype, given=None):
@@ -341,7 +343,7 @@ print0(f"memory per rank (estimate): parameters {mem['params'] / 2**30:.2f} GiB 
        f"{len(largest)} x {len(examples[largest[0]][0])} tokens, activation checkpointing "
        f"{'on' if args.activation_checkpointing else 'off'}) = {sum(mem.values()) / 2**30:.2f} GiB")
 
-# ----------------------------------------------------------------------------- output folder: one writer, no silent loss
+# ----------------------------------------------------------------------------- output folder: one writer, nothing lost
 # Rank 0 takes the folder's lock (held until the process ends; a killed run's lock dies with it), then refuses a
 # folder that holds a run unless --resume (same data, model and optimisation flags) or --overwrite; the others
 # follow its verdict. A refused run leaves no folder behind.
@@ -369,7 +371,8 @@ if master:
             raise RecordError(f"--output {args.output} holds a run ({', '.join(held)}); pass --resume to continue "
                               f"it or --overwrite to delete it and start over")
         if args.resume and not os.path.exists(latest):
-            raise RecordError(f"--resume: no saved state in {args.output} (no state/latest); nothing to resume")
+            raise RecordError(f"--resume: no saved state in {args.output} (no state/latest): nothing to resume; "
+                              f"start over with --overwrite")
         try:  # --resume: refuse other data, model or optimisation flags, naming each difference
             keep_config(os.path.join(args.output, "config.json"), run_config, COMPARE if args.resume else [],
                         flag="--overwrite")

@@ -12,6 +12,9 @@ step-1 losses must agree. Throughput counts the same trajectory tokens for both 
 even where train.py trims the tail), over steps 2..N (step 1 pays the start-up). Prints one line of ratios.
 Both runs are single-process on this machine; train.py's own speed-ups are here: the tail after the last
 critical step is not computed, LM-head logits only at loss positions, length-sorted micro-batches.
+train.py runs twice, --dtype float32 (the run compared with the Trainer, also fp32) and --dtype bfloat16, and a
+second line gives the bf16 / fp32 tokens/s ratio on this CPU with its bf16 flags: bf16 compute pays only on a CPU
+with native bf16 matmul (avx512_bf16 / amx_bf16); an AVX2-only CPU emulates it.
 """
 import argparse
 import json
@@ -80,16 +83,22 @@ step_tokens = sum(len(t["input_ids"]) for t in tokenized)
 print(f"model {n_params / 1e6:.1f}M params | {len(records)} trajectories, {step_tokens} tokens per step, "
       f"{sum(t['n_loss_tokens'] for t in tokenized)} loss tokens | {torch.get_num_threads()} threads")
 
-# ---- train.py (one process)
-out = os.path.join(work, "ours")
-cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--data", data_path, "--model", model_dir, "--output", out,
-       "--batch-size", str(args.records), "--micro-batch-size", str(args.micro_batch_size),
-       "--micro-batch-tokens", str(10 ** 9), "--epochs", str(args.steps), "--max-length", str(args.max_length)]
-r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-if r.returncode:
-    sys.exit(r.stdout[-2000:] + r.stderr[-3000:])
-ours = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
-ours_time = ours[-1]["time"] - ours[0]["time"]
+# ---- train.py (one process), fp32 and bf16 compute
+def run_ours(dtype):
+    out = os.path.join(work, f"ours_{dtype}")
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--data", data_path, "--model", model_dir, "--output", out,
+           "--batch-size", str(args.records), "--micro-batch-size", str(args.micro_batch_size),
+           "--micro-batch-tokens", str(10 ** 9), "--epochs", str(args.steps), "--max-length", str(args.max_length),
+           "--dtype", dtype, "--save-minutes", "0"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(r.stdout[-2000:] + r.stderr[-3000:])
+    rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    return rows, rows[-1]["time"] - rows[0]["time"]
+
+
+ours, ours_time = run_ours("float32")
+ours_bf16, bf16_time = run_ours("bfloat16")
 
 # ---- HF Trainer (same model, same labels, same lr schedule, token-weighted loss over the accumulation)
 class Rows(torch.utils.data.Dataset):
@@ -135,3 +144,7 @@ print(f"train.py: {n * step_tokens / ours_time:.0f} tok/s | HF Trainer: {n * ste
       f"ratio {hf_time / ours_time:.2f}x (goal >= 1.0) | step-1 loss {ours[0]['loss']:.5f} vs {Clock.losses[0]:.5f} "
       f"(diff {abs(ours[0]['loss'] - Clock.losses[0]):.1e}) | step-{args.steps} loss {ours[-1]['loss']:.5f} vs "
       f"{Clock.losses[-1]:.5f}")
+from trajectory import cpu_has_native_bf16  # noqa: E402
+print(f"train.py bf16: {n * step_tokens / bf16_time:.0f} tok/s | fp32: {n * step_tokens / ours_time:.0f} tok/s | "
+      f"bf16/fp32 ratio {ours_time / bf16_time:.2f}x (CPU native bf16 matmul: {cpu_has_native_bf16()}; goal >= 1.8 "
+      f"where native) | step-1 loss bf16 {ours_bf16[0]['loss']:.5f} vs fp32 {ours[0]['loss']:.5f}")

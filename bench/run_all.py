@@ -38,6 +38,7 @@ PARSE = {
     "train": [
         ("train.py tok/s / HF Trainer tok/s", r"ratio " + NUM + r"x \(goal", ">= 1.0"),
         ("|step-1 loss train.py - HF Trainer|", r"\(diff " + NUM + r"\)", "~0 (fp32)"),
+        ("train.py tok/s bf16 / fp32 on this CPU", r"bf16/fp32 ratio " + NUM + "x", ">= 1.8 (native bf16)"),
     ],
     "perplexity": [
         ("perplexity one pass / naive per-step (speed-up)", r"one pass per trajectory: .*speed-up +" + NUM + "x",
@@ -102,12 +103,22 @@ def main():
 
     machine = (f"{cpu_name()}, {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
                f" GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}")
+    has_cuda = False
     try:
         import torch
-        machine += f", torch {torch.__version__}" + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+        has_cuda = torch.cuda.is_available()
+        machine += f", torch {torch.__version__}" + (f", GPU {torch.cuda.get_device_name(0)}" if has_cuda
                                                       else ", no GPU")
     except ImportError:
         pass
+    sys.path.insert(0, ROOT)
+    from trajectory import cpu_has_native_bf16
+    flags = set()
+    for line in open("/proc/cpuinfo") if os.path.exists("/proc/cpuinfo") else []:
+        if line.startswith(("flags", "Features")):
+            flags |= set(line.split(":", 1)[1].split())
+    machine += (f", CPU flags: {' '.join(sorted(f for f in flags if 'avx' in f or 'amx' in f or 'bf16' in f)) or '-'}"
+                f" (native bf16 matmul: {'yes' if cpu_has_native_bf16() else 'no'})")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load0 = os.getloadavg()[0]
     print(f"{started} | {machine} | load average {load0:.1f}")
@@ -116,6 +127,10 @@ def main():
     for path in benches:
         name = os.path.basename(path)[len("bench_"):-3]
         log = os.path.join(args.logs, f"{name}.log")
+        if name == "gpu" and not has_cuda:  # its CPU smoke path runs in the tests; here it would measure nothing
+            print(f"\n--- bench_{name}.py: skipped, no CUDA device", flush=True)
+            table.append((name, "skipped: no CUDA device (the test runs its --smoke path)", None, "", 0))
+            continue
         print(f"\n--- bench_{name}.py (log: {log})", flush=True)
         t0 = time.time()
         try:

@@ -51,7 +51,7 @@ def test_flops_mfu_and_memory_against_hand_counts():
     assert f["mfu"](1e12, 1.0, 1, None) == (1.0, None)
     peak = f["peak_tflops"]
     assert peak("NVIDIA H100 80GB HBM3", torch.bfloat16) == 989.0
-    assert peak("NVIDIA H100 PCIe", torch.bfloat16) == 756.0
+    assert peak("NVIDIA H100 PCIe", torch.bfloat16) == 756.0 and peak("NVIDIA H100 NVL", torch.bfloat16) == 835.0
     assert peak("NVIDIA A100-SXM4-80GB", torch.bfloat16) == 312.0
     assert peak("NVIDIA H200", torch.bfloat16) == 989.0
     assert peak("NVIDIA H100 80GB HBM3", torch.float32) is None  # the table is bf16 dense: no guess for fp32
