@@ -148,3 +148,10 @@ from trajectory import cpu_has_native_bf16  # noqa: E402
 print(f"train.py bf16: {n * step_tokens / bf16_time:.0f} tok/s | fp32: {n * step_tokens / ours_time:.0f} tok/s | "
       f"bf16/fp32 ratio {ours_time / bf16_time:.2f}x (CPU native bf16 matmul: {cpu_has_native_bf16()}; goal >= 1.8 "
       f"where native) | step-1 loss bf16 {ours_bf16[0]['loss']:.5f} vs fp32 {ours[0]['loss']:.5f}")
+# the numbers for bench/run_all.py (a JSON last line wins over its patterns)
+print(json.dumps({"ratios": {"train.py tok/s / HF Trainer tok/s": hf_time / ours_time,
+                             "|step-1 loss train.py - HF Trainer|": abs(ours[0]["loss"] - Clock.losses[0]),
+                             "train.py tok/s bf16 / fp32 on this CPU": ours_time / bf16_time},
+                  "goals": {"train.py tok/s / HF Trainer tok/s": ">= 1.0",
+                            "|step-1 loss train.py - HF Trainer|": "~0 (fp32)",
+                            "train.py tok/s bf16 / fp32 on this CPU": ">= 1.8 if native bf16"}}))

@@ -38,7 +38,6 @@ PARSE = {
     "train": [
         ("train.py tok/s / HF Trainer tok/s", r"ratio " + NUM + r"x \(goal", ">= 1.0"),
         ("|step-1 loss train.py - HF Trainer|", r"\(diff " + NUM + r"\)", "~0 (fp32)"),
-        ("train.py tok/s bf16 / fp32 on this CPU", r"bf16/fp32 ratio " + NUM + "x", ">= 1.8 (native bf16)"),
     ],
     "perplexity": [
         ("perplexity one pass / naive per-step (speed-up)", r"one pass per trajectory: .*speed-up +" + NUM + "x",
