@@ -334,10 +334,11 @@ shape = dict(n_body=n_params - emb.numel() - (head.numel() if head is not emb el
 largest = max((mb for s in range(total_steps) for r in range(world_size) for mb in step_micro_batches(s, r)),
               key=lambda mb: len(mb) * len(examples[mb[0]][0]))
 largest_tokens = len(largest) * len(examples[largest[0]][0])
+d_kv = (getattr(config, "num_key_value_heads", None) or n_heads) * head_dim
+d_ff = getattr(config, "intermediate_size", None) or 4 * config.hidden_size
 mem = memory_estimate(n_params, world_size, torch.finfo(dtype).bits // 8, config.num_hidden_layers,
-                      config.hidden_size, (getattr(config, "num_key_value_heads", None) or n_heads) * head_dim,
-                      config.intermediate_size, shape["vocab"], largest_tokens, sum(examples[j][2] for j in largest),
-                      args.activation_checkpointing)
+                      config.hidden_size, d_kv, d_ff, shape["vocab"], largest_tokens,
+                      sum(examples[j][2] for j in largest), args.activation_checkpointing)
 print0(f"memory per rank (estimate): parameters {mem['params'] / 2**30:.2f} GiB + gradients {mem['grads'] / 2**30:.2f}"
        f" + AdamW {mem['adamw'] / 2**30:.2f} + activations {mem['activations'] / 2**30:.2f} (largest micro-batch "
        f"{len(largest)} x {len(examples[largest[0]][0])} tokens, activation checkpointing "

@@ -74,6 +74,8 @@ n_params = sum(p.numel() for p in model.parameters())
 model.save_pretrained(model_dir)
 tok.save_pretrained(model_dir)
 del model
+if cuda:
+    torch.cuda.empty_cache()  # the train.py and perplexity.py processes need the whole GPU
 
 rng = random.Random(0)
 words, steps = ((30, 60), 60) if cuda else ((5, 15), 8)
