@@ -5,7 +5,7 @@ THE PROBLEMS ARE PDDLGYM'S, NOT AGENTBOARD'S. AgentBoard's PDDL tasks (20 each o
 Tyreworld, its own problem files) are not installable offline; the `pddlgym` package (Silver & Chitnis 2020, MIT
 licence) ships domain and problem files, and we read those files (never importing pddlgym itself, which would need
 the old `gym`). Domains, as pddlgym names them: Gripper (`gripper`, `manygripper`), Blocksworld (`blocks`,
-`blocks_medium`) and Ferry (`manyferry`, a transport domain in place of AgentBoard's Tyreworld/Barman, which
+`generated_blocks`) and Ferry (`manyferry`, a transport domain in place of AgentBoard's Tyreworld/Barman, which
 pddlgym does not have). So PDDL numbers from this env are comparable with each other, not with the paper's
 AgentBoard column.
 
@@ -20,7 +20,10 @@ at any point of the episode (AgentBoard's metric), exposed as `progress`; succes
 which ends the episode. 30 rounds (AgentBoard's max_num_steps).
 
 Task ids: the problems in a fixed order (SOURCES; within a source by problem number over pddlgym's train and test
-folders together): id -> (domain, folder, file) via `problem_of`. Grounding and planning use pyperplan (pure
+folders together): id -> (domain, folder, file) via `problem_of`; 0-19 IPC gripper prob01-20, 20-59 manygripper,
+60-69 blocks, 70-119 generated_blocks, 120-159 manyferry. The test ids (data/pddl_test_ids.txt) are 20 per domain, as
+AgentBoard has: gripper 0-3 (prob01-04, 4-10 balls; prob05 on needs more than 30 steps) and 20-35, blocksworld
+60-79, ferry 120-139. There is no training data: PDDL is held out. Grounding and planning use pyperplan (pure
 Python): the expert plans with greedy best-first search on h_FF from the current state and follows the plan.
 """
 import logging
@@ -34,11 +37,13 @@ MAX_ROUNDS = 30  # AgentBoard's max_num_steps for every task
 # (domain, pddlgym domain file, [problem folders]) in task-id order
 SOURCES = [
     ("gripper", "gripper", ["gripper", "gripper_test"]),
-    ("gripper", "manygripper", ["manygripper", "manygripper_test"]),
+    ("gripper", "manygripper", ["manygripper"]),
     ("blocksworld", "blocks", ["blocks", "blocks_test"]),
-    ("blocksworld", "blocks_medium", ["blocks_medium", "blocks_medium_test"]),
-    ("ferry", "manyferry", ["manyferry", "manyferry_test"]),
+    ("blocksworld", "generated_blocks", ["generated_blocks", "generated_blocks_test"]),
+    ("ferry", "manyferry", ["manyferry"]),
 ]
+# Left out: pddlgym's manygripper_test and manyferry_test (its generalisation tests: 100,000+ grounded actions,
+# 15-20 goal atoms) and blocks_medium (10-29 blocks, plans of 30-90 steps): far beyond 30 steps.
 
 # Facts as sentences; the arguments are the atom's, in order. Atoms not listed (types, the action literals
 # pddlgym puts in its problems, not-eq) are static bookkeeping and are not told.
@@ -188,7 +193,7 @@ class PDDLEnv:
     def __init__(self):
         self.done = True
         self.progress = 0.0
-        self._plan = []
+        self._plan, self.steps = [], 0
 
     def task_ids(self):
         return range(len(problems()))
@@ -207,7 +212,7 @@ class PDDLEnv:
         self.state = frozenset(self.task.initial_state)
         self.progress = self.rate()
         self.done = self.progress == 1.0
-        self._plan = []
+        self._plan, self.steps = [], 0
         return (f"Domain: {self.domain}\nGoal: {describe(self.domain, self.task.goals)}\n"
                 f"Observation: {describe(self.domain, self.state)}")
 
@@ -221,6 +226,7 @@ class PDDLEnv:
     def step(self, turn):
         if self.done:
             return "The task has finished.", self.progress, True
+        self.steps += 1
         action = " ".join(protocol.first_action(turn).split())  # AgentGym's client parsing, spaces collapsed
         if action.lower() == "check valid actions":
             return "Valid actions: " + ", ".join(self.valid_actions()) + ".", self.progress, False
@@ -256,17 +262,23 @@ class PDDLEnv:
 
     def make_plan(self):
         """[(state before, operator), ...] from the current state to the goal: greedy best-first search on h_FF
-        over the goal-relevant operators, or over all of them if that finds nothing."""
+        over the goal-relevant operators (over all of them if that finds nothing); when that plan does not fit the
+        rounds left, weighted A* (w = 2, slower, shorter plans) too, and the shorter plan is kept."""
         from pyperplan.heuristics.relaxation import hFFHeuristic
-        from pyperplan.search import greedy_best_first_search
+        from pyperplan.search import greedy_best_first_search, weighted_astar_search
         from pyperplan.task import Task
         for grounded in (ground(self.task_id, relevant_only=True), self.task):
-            task = Task(grounded.name, grounded.facts | self.state, self.state, grounded.goals, grounded.operators)
-            ops = greedy_best_first_search(task, hFFHeuristic(task))
-            if ops:
+            # sorted operators: the search breaks ties in their order, which must not depend on the hash seed
+            ops = sorted(grounded.operators, key=lambda o: o.name)
+            task = Task(grounded.name, grounded.facts | self.state, self.state, grounded.goals, ops)
+            plan = greedy_best_first_search(task, hFFHeuristic(task))
+            if plan and len(plan) > self.max_rounds - self.steps:
+                other = weighted_astar_search(task, hFFHeuristic(task), weight=2)
+                plan = other if other and len(other) < len(plan) else plan
+            if plan:
                 break
         out, state = [], self.state
-        for op in ops or []:
+        for op in plan or []:
             out.append((state, op))
             state = frozenset(op.apply(state))
         return out
