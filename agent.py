@@ -121,10 +121,10 @@ class OpenAIPolicy:
 
     Decoding is pinned in every request, so the server's defaults (vLLM loads the checkpoint's
     generation_config.json unless served with --generation-config vllm; llama.cpp has top_k 40, min_p 0.05, and
-    llama-cpp-python repeat_penalty 1.1) never apply: temperature as asked (0 = greedy), top_p 1 and no penalties
+    llama-cpp-python repeat_penalty 1.1 in most versions) never apply: temperature as asked (0 = greedy), top_p 1 and no penalties
     (standard OpenAI fields), plus in `extra_body`, which only non-OpenAI servers read: top_k 0 (disabled), min_p 0,
     repetition_penalty 1 (vLLM) and repeat_penalty 1 (llama.cpp). vLLM ignores the field it does not know (with a
-    warning in its log); a vLLM older than 0.9 rejects top_k 0, and the policy then switches to top_k -1.
+    warning in its log); older vLLMs reject top_k 0 ("must be -1 (disable)"): the policy then sends top_k -1.
     `server_extras` None sends `extra_body` to every server but api.openai.com (whose API rejects unknown fields).
 
     Context rule (answer_budget): with max_context set, each request's max_tokens is what the prompt leaves, and
@@ -197,7 +197,7 @@ class OpenAIPolicy:
             except self.openai.BadRequestError as e:
                 msg = str(e).lower()
                 if "top_k" in msg and fields.get("extra_body", {}).get("top_k") == 0 and attempt == 0:
-                    self.top_k_off = -1  # vLLM < 0.9 disables top-k with -1 only
+                    self.top_k_off = -1  # older vLLMs disable top-k with -1 only
                     continue
                 if "context" in msg or "too long" in msg or "maximum" in msg:
                     return None  # the prompt no longer fits the served model's context

@@ -221,7 +221,7 @@ def test_openai_pins_decoding_fields():
         stub.shutdown()
     # api.openai.com rejects unknown fields: only standard ones go there
     assert "extra_body" not in OpenAIPolicy("gpt-4o", "https://api.openai.com/v1").fields(0.0, 5)
-    stub = Stub(reject_top_k_zero=True)  # a vLLM older than 0.9: top_k -1 instead, remembered
+    stub = Stub(reject_top_k_zero=True)  # an older vLLM: top_k -1 instead, remembered
     try:
         pol = OpenAIPolicy("m", stub.url, timeout=10)
         answers = pol([[{"from": "human", "value": "hi"}]] * 2, [FakeEnv(), FakeEnv()])
