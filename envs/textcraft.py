@@ -26,7 +26,9 @@ What differs from AgentGym, and why:
   every process.
 - Goals: AgentGym's goal for data_idx i is the i-th craftable item sorted by recipe depth (1: 125, 2: 291, 3: 117,
   4: 11 of its 544 goals). We keep those proportions (DEPTH_WEIGHTS) and interleave them, so any block of 544
-  consecutive task ids has exactly AgentGym's mix of depths 1-4, and the item of each depth cycles through ours.
+  consecutive task ids has exactly AgentGym's mix of depths 1-4, and the item of each depth cycles through ours
+  (124 / 293 / 111 / 6 goals of depth 1 / 2 / 3 / 4: items the expert cannot craft within the 20 rounds, e.g. an
+  anvil, which needs 31 iron ingots each crafted from nuggets, are left out; AgentGym keeps such goals).
 - AgentGym's 2024 `traverse_recipe_tree` appends sub-recipes to the crafting tree's own recipe lists while it
   walks them (fixed in its 2025 code); we list the goal's recipe tree without that side effect.
 
