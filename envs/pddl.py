@@ -59,7 +59,8 @@ FACTS = {
     "handfull": "The hand is full.",
     "holding": "The hand holds {0}.",
 }
-FERRY_FACTS = {"at": "{0} is at {1}.", "at-ferry": "The ferry is at {0}.", "empty-ferry": "The ferry is empty.", "on": "{0} is on the ferry."}
+FERRY_FACTS = {"at": "{0} is at {1}.", "at-ferry": "The ferry is at {0}.", "empty-ferry": "The ferry is empty.",
+               "on": "{0} is on the ferry."}
 
 # Operator name -> (the action in words with the operator's arguments {0}, {1}, ..., its general form)
 ACTIONS = {
@@ -110,7 +111,8 @@ def pddl_dir():
     import importlib.util
     spec = importlib.util.find_spec("pddlgym")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the pddl env reads pddlgym's problem files: pip install --no-deps pddlgym==0.0.7")
+        raise ImportError("the pddl env reads pddlgym's problem files: pip install pddlgym==0.0.7 "
+                          "(--no-deps is enough)")
     return os.path.join(spec.submodule_search_locations[0], "pddl")
 
 
@@ -252,7 +254,8 @@ class PDDLEnv:
         if not self._plan or self._plan[0][0] != self.state:
             self._plan = self.make_plan()
         if not self._plan:
-            return "Thought:\nNo plan reaches the goal from here; let me see what I can do.\n\nAction:\ncheck valid actions"
+            return ("Thought:\nNo plan reaches the goal from here; let me see what I can do.\n\n"
+                    "Action:\ncheck valid actions")
         state, op = self._plan.pop(0)
         unmet = sorted(self.task.goals - self.state)
         todo = describe(self.domain, unmet)
