@@ -80,9 +80,12 @@ def step_ppls(model, batch, chunk=1024):
             cols += range(start - 1, end - 1)
             seg += [len(segments)] * (end - start)
             segments.append((b, step))
+    if not segments:  # no step of any item fits in max_length: nothing to score
+        return [{} for _ in batch]
     ids, mask = ids.to(device), mask.to(device)
     hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-    rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+    rows_t = torch.tensor(rows, dtype=torch.long, device=device)  # long even when empty (no step fits)
+    cols_t = torch.tensor(cols, dtype=torch.long, device=device)
     h = hidden[rows_t, cols_t]        # (N, hidden) predicting states
     targets = ids[rows_t, cols_t + 1]  # (N,) the tokens they predict
     head = model.get_output_embeddings()

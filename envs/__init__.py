@@ -34,22 +34,22 @@ Every environment implements exactly this interface (the built-ins and envs.agen
 
 Success: reward == 1 (reward == 100 for sciworld, reward > 0 for babyai); see `success()`. Built-in envs are
 constructed with no arguments; one instance runs one episode at a time (agent.py makes one instance per
-concurrent episode). Built-in names: BUILTIN, plus "textcraft" (envs/textcraft.py) and "pddl" (envs/pddl.py)
-where those modules exist.
+concurrent episode). Built-in names: BUILTIN (textcraft is held-in, pddl held-out and scored by progress rate: its
+reward is the best share of goal conditions met so far).
 """
 from envs.protocol import LONG_ACK, first_action
 
 # AgentGym's max interaction rounds per environment (AgentGym paper, Table / agentenv eval configs).
 MAX_ROUNDS = {
     "webshop": 10, "alfworld": 30, "textcraft": 20, "sciworld": 30, "wordle": 8, "maze": 15, "babyai": 20,
-    "weather": 10, "movie": 12, "todo": 15, "academia": 12, "sheet": 15,
+    "pddl": 30, "weather": 10, "movie": 12, "todo": 15, "academia": 12, "sheet": 15,
 }
 
 # The gpt turn after the instruction for every env but webshop and the tool envs (protocol.ACK has them all);
 # agent.py falls back to it for an env without an `ack`.
 ACK = LONG_ACK
 
-BUILTIN = ("babyai", "sciworld", "maze", "wordle")
+BUILTIN = ("babyai", "sciworld", "maze", "wordle", "textcraft", "pddl")
 
 
 # The 2024 clients' parsing for babyai, sciworld, maze, wordle, webshop and alfworld (protocol.parse_action has

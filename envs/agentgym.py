@@ -150,7 +150,7 @@ class HTTPEnv:
 
     def reset(self, task_id):
         name, t = self.name, int(task_id)
-        if name in ("babyai", "sciworld", "textcraft"):
+        if name in ("babyai", "sciworld", "textcraft", "pddl"):
             body = {"data_idx": t}
         elif name == "maze":
             body = {"game": t}

@@ -78,32 +78,7 @@ ACTIONS = {
 DOMAIN_ACTIONS = {"gripper": ("move", "pick", "drop"), "blocksworld": ("pick-up", "put-down", "stack", "unstack"),
                   "ferry": ("sail", "board", "debark")}
 
-INSTRUCTION = """\
-You are a robot that solves classical planning problems step by step. Each problem comes from one of three domains:
-
-Gripper: a robot, Robby, moves balls between rooms with its two grippers (left and right). Actions:
-  "move from <room> to <room>": Robby goes to another room.
-  "pick <ball> in <room> with <gripper>": Robby, in the ball's room, picks the ball up with a free gripper.
-  "drop <ball> in <room> with <gripper>": Robby puts down the ball held by that gripper in the room he is in.
-Blocksworld: blocks stand on a table or on each other; one hand moves one clear block (nothing on top) at a time.
-  "pick up <block>": take a clear block from the table (the hand must be empty).
-  "put down <block>": put the held block on the table.
-  "stack <block> on <block>": put the held block on a clear block.
-  "unstack <block> from <block>": take a clear block off the block below it (the hand must be empty).
-Ferry: a ferry carries one car at a time between locations.
-  "sail from <location> to <location>": the ferry goes to another location.
-  "board <car> at <location>": the car at the ferry's location drives onto the empty ferry.
-  "debark <car> at <location>": the car on the ferry drives off at the ferry's location.
-You can also use "check valid actions" to list the actions possible now.
-
-Every round I give you an observation: the domain, the goal and the current state first, then the result of your \
-last action. The task is done when every goal condition holds. Answer in the following format:
-
-Thought:
-<your reasoning>
-
-Action:
-<one action, exactly as above>"""
+INSTRUCTION = protocol.INSTRUCTION["pddl"]  # the prompt lives with every other prompt, in envs/protocol.py
 
 
 def pddl_dir():

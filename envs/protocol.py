@@ -66,7 +66,7 @@ def parse_action(env, text):
         return textcraft_action(text)
     if env in TOOL_ENVS:
         return text  # the tool clients post the model's whole turn; the server parses it
-    if env not in ENVS:
+    if env not in ENVS and env != "pddl":
         raise ValueError(f"unknown AgentGym environment {env!r}; known: {', '.join(ENVS)}")
     return first_action(text)
 
@@ -75,7 +75,7 @@ def first_observation(env, reset=None, observation=None, vocab=None):
     """The first human turn after the ack, as the 2024 client builds it. `reset` is the server's /reset answer
     (a dict), `observation` the GET /observation answer (webshop and the tool envs), `vocab` wordle's
     GET /filtered_vocab answer (a list of words, fetched once right after /create)."""
-    if env in ("babyai", "textcraft"):
+    if env in ("babyai", "textcraft", "pddl"):
         return reset["observation"]
     if env == "sciworld":
         return reset["task_description"] + "\n" + reset["observation"]
@@ -1004,3 +1004,37 @@ Thought: After I check the result, it seems update successfully. we could call "
 Action: finish with Action Input: {}
 Observation: [['Category', 'Brand', 'Size', 'Price', 'Stock', 'Price Update'], ['T-shirt', 'Nike', 'M', '30.00', '100', '20.00%'], ['Jeans', "Levi's", '32', '53.10', '150', '-10.00%']]
 """
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Not AgentGym: the held-out PDDL env of this project (envs/pddl.py), AgentBoard's task (Ma et al. 2024) on
+# pddlgym's problem files, in our own words. Its prompt lives here so that every text a model sees is in this
+# module; its client rule is the 2024 one (the text after the first "Action:").
+OWN_ENVS = ("pddl",)
+ACK["pddl"] = LONG_ACK
+INSTRUCTION["pddl"] = """\
+You are a robot that solves classical planning problems step by step. Each problem comes from one of three domains:
+
+Gripper: a robot, Robby, moves balls between rooms with its two grippers (left and right). Actions:
+  "move from <room> to <room>": Robby goes to another room.
+  "pick <ball> in <room> with <gripper>": Robby, in the ball's room, picks the ball up with a free gripper.
+  "drop <ball> in <room> with <gripper>": Robby puts down the ball held by that gripper in the room he is in.
+Blocksworld: blocks stand on a table or on each other; one hand moves one clear block (nothing on top) at a time.
+  "pick up <block>": take a clear block from the table (the hand must be empty).
+  "put down <block>": put the held block on the table.
+  "stack <block> on <block>": put the held block on a clear block.
+  "unstack <block> from <block>": take a clear block off the block below it (the hand must be empty).
+Ferry: a ferry carries one car at a time between locations.
+  "sail from <location> to <location>": the ferry goes to another location.
+  "board <car> at <location>": the car at the ferry's location drives onto the empty ferry.
+  "debark <car> at <location>": the car on the ferry drives off at the ferry's location.
+You can also use "check valid actions" to list the actions possible now.
+
+Every round I give you an observation: the domain, the goal and the current state first, then the result of your \
+last action. The task is done when every goal condition holds. Answer in the following format:
+
+Thought:
+<your reasoning>
+
+Action:
+<one action, exactly as above>"""

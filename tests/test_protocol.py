@@ -9,8 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from agent import run_episode, run_episodes
-from envs import BUILTIN, agentgym, make_env, protocol
+from envs import agentgym, make_env, protocol
 from envs.serve import EnvServer
+
+# the four envs whose texts are AgentGym's servers' word for word (textcraft and pddl: test_envs_textcraft_pddl.py)
+FOUR = ("babyai", "sciworld", "maze", "wordle")
 
 # SHA-256 (first 16 hex digits) of each env's instruction, the maze prompt and the wordle prompt, as the f434743
 # clients hold them: conversation_start[0]["value"] of agentenv/agentenv/envs/<env>.py, and the stripped
@@ -34,7 +37,7 @@ def test_texts_are_the_2024_clients():
     assert {env: sha(protocol.INSTRUCTION[env]) for env in protocol.ENVS} == PINNED
     assert sha(protocol.MAZE_PROMPT) == PINNED_MAZE_PROMPT and sha(protocol.WORDLE_PROMPT) == PINNED_WORDLE_PROMPT
     long = "OK. I'll follow your instructions and try my best to solve the task."
-    assert protocol.ACK == {env: "Ok." if env in ("webshop",) + protocol.TOOL_ENVS else long
+    assert {e: protocol.ACK[e] for e in protocol.ENVS} == {env: "Ok." if env in ("webshop",) + protocol.TOOL_ENVS else long
                             for env in protocol.ENVS}
     # spot checks that a reader can follow without the hashes
     assert protocol.INSTRUCTION["maze"] == "You are an expert maze solver."
@@ -57,7 +60,7 @@ def test_prompts_hold_no_escaped_newline_or_quote():
     texts = list(protocol.INSTRUCTION.values()) + [protocol.MAZE_PROMPT, protocol.WORDLE_PROMPT]
     assert not [t[:60] for t in texts if escaped(t)]
     tasks = {"maze": [0, 1000], "wordle": [0], "babyai": [0, 3, 22], "sciworld": [0]}
-    for name in BUILTIN:
+    for name in FOUR:
         try:
             env = make_env(name)
         except Exception:  # minigrid, or scienceworld/java, missing here: test_envs.py reports those skips
