@@ -486,9 +486,15 @@ class Episode:
 def run_episodes(make_env, policy, jobs, concurrency=1, temperature=None, max_rounds=None, progress=None):
     """Run `jobs` with up to `concurrency` episodes at a time; yield each result dict as it finishes."""
     jobs = list(jobs)
-    free = [make_env() for _ in range(max(1, min(concurrency, len(jobs))))]
+    free = []
+    try:
+        for _ in range(max(1, min(concurrency, len(jobs)))):
+            free.append(make_env())
+    except BaseException:  # the envs made so far (a server-side env each) are closed before the error goes up
+        _close_all(policy, free)
+        raise
     pending = list(reversed(jobs))
-    running = []
+    running, starting = [], []
     with ThreadPoolExecutor(len(free)) as pool:
         try:
             while pending or running:
@@ -500,6 +506,7 @@ def run_episodes(make_env, policy, jobs, concurrency=1, temperature=None, max_ro
                     if exc is not None:
                         raise exc  # a task the env cannot reset is an error of the caller (bad task id)
                 running += starting
+                starting = []
                 for ep in [ep for ep in running if ep.done]:
                     running.remove(ep)
                     free.append(ep.env)
@@ -525,13 +532,17 @@ def run_episodes(make_env, policy, jobs, concurrency=1, temperature=None, max_ro
                     yield ep.result()
                 if progress is not None:
                     progress.set_postfix(running=len(running), refresh=False)
-        finally:
-            for env in free + [ep.env for ep in running]:
-                release(policy, env)
-                try:
-                    env.close()
-                except Exception:
-                    pass
+        finally:  # every env, also those of episodes whose reset failed (still in `starting`)
+            _close_all(policy, free + [ep.env for ep in running + starting])
+
+
+def _close_all(policy, envs):
+    for env in envs:
+        release(policy, env)
+        try:
+            env.close()
+        except Exception:
+            pass
 
 
 def release(policy, env):

@@ -195,6 +195,12 @@ def test_failed_episodes_and_refused_resets_close_their_envs(maze_server):
         list(run_episodes(lambda: make_env("maze", server=url), interrupted, [{"task_id": 0}]))
     assert server.next_id == 4 and not server.envs
 
+    # a reset the server refuses inside run_episodes: both slots' envs are closed, the refused one included
+    with pytest.raises(agentgym.ServerError, match="cannot reset task 999"):
+        list(run_episodes(lambda: make_env("maze", server=url), broken, [{"task_id": 999}, {"task_id": 0}],
+                          concurrency=2))
+    assert server.next_id == 6 and not server.envs
+
 
 def test_envs_left_open_are_closed_at_exit(maze_server):
     server, url = maze_server
