@@ -51,7 +51,7 @@ export RATIOS=${RATIOS:-"0.3"}               # Table 3 at one ratio (paper: 0.1 
 export SELECTORS=${SELECTORS:-"oracle random complement perplexity"}  # value estimation: hours on a CPU
 export NPROC=${NPROC:-2} BATCH=${BATCH:-2} EPOCHS=${EPOCHS:-1} MAX_LENGTH=${MAX_LENGTH:-2048}
 export MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-96}  # expert turns are <= 91 tokens
-export MAX_CONTEXT=${MAX_CONTEXT:-1536}
+export MAX_CONTEXT=${MAX_CONTEXT:-4096}     # the protocol (KV reuse makes it affordable)
 export EVAL_CONCURRENCY=${EVAL_CONCURRENCY:-$N_EVAL} EVAL_PARALLEL=${EVAL_PARALLEL:-1}
 export TABLE6_ENVS=${TABLE6_ENVS:-"maze"} TABLE6_N=${TABLE6_N:-2}
 
