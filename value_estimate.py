@@ -225,7 +225,7 @@ def get_args(argv=None):
                    help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature (paper/IPR: 1)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="tokens per policy turn")
-    p.add_argument("--max-context", type=int, default=4096, 
+    p.add_argument("--max-context", type=int, default=4096,
                    help="prompt + answer tokens per turn (AgentGym: 4096; the answer budget shrinks to what is "
                         "left, a rollout ends when the prompt alone fills it; 0: no limit)")
     # ---- estimate
