@@ -1,5 +1,5 @@
 """BabyAI as AgentGym serves it, in process: minigrid's BabyAI levels behind AgentGym's text view and
-high-level actions, plus a scripted expert built on minigrid's BabyAIBot.
+high-level actions; its scripted expert is in envs/babyai_expert.py.
 
     from envs.babyai import BabyAIEnv
     env = BabyAIEnv()
@@ -26,12 +26,8 @@ What AgentGym does (agentenv-babyai, environment.py), and so what this file does
 - invalid actions get AgentGym's error text ("The action is not recognized. Please check valid actions." or a
   specific reason) and cost a round; the text after the first "Action:" is the action, as in AgentGym's client.
 
-The expert: minigrid's BabyAIBot plans primitive actions from its own memory of the map. At each round we
-roll the bot out a few dozen steps on a copy of the level, try every available high-level action, and take the
-one that lands furthest along the rollout (or that finishes the task), so one high-level action covers many
-primitive steps; each turn gets a short Thought naming what the bot is working towards. Measured on seeds 1-10
-(tasks 40..439, 2 CPU cores): 78 % solved over all 40 levels at ~1.8 episodes/s; 100 % (160/160, 2.6 rounds on
-average, ~5 episodes/s) on RELIABLE_LEVELS below.
+The scripted expert (expert_turn) lives in envs/babyai_expert.py, which plans on minigrid's BabyAIBot and
+imports this module; this one loads it only when an expert turn is asked for.
 
 minigrid 3.2.0 is used as is, with one exception: AgentGym's server (minigrid < 2.5) builds level 3,
 BabyAI-GoToObjS6-v0, from that minigrid's registration, which is GoToObj(room_size=4) despite its name; minigrid
@@ -42,7 +38,6 @@ step's), not regenerated: on PutNextS7N4Carrying reset() returns the view from b
 object it carries, and that is what AgentGym describes.
 """
 import contextlib
-import copy
 import io
 import threading
 import warnings
@@ -67,14 +62,8 @@ LEVELS = [  # AgentGym's all_levels[1..40]; task id i plays LEVELS[i % 40]
     "BabyAI-MoveTwoAcrossS8N9-v0", "BabyAI-SynthS5R2-v0", "BabyAI-SynthLoc-v0", "BabyAI-SynthSeq-v0",
     "BabyAI-MiniBossLevel-v0", "BabyAI-BossLevel-v0", "BabyAI-BossLevelNoUnlock-v0",
 ]
-# Levels (task_id % 40) on which the expert solved every task of seeds 1-10 within the 20 rounds (160/160).
-# Over all 40 levels it solves 78 % (308/393). The others fail because their bot plans need more than 20 of
-# AgentGym's high-level actions (Unlock, KeyCorridor, Boss levels...), because AgentGym's actions cannot toggle
-# a box (KeyInBox: 0 %), or because minigrid's strict "Debug" verifier fails a sequenced mission the moment the
-# first door opens (OpenDoorsOrderN4Debug). Use these levels where expert success matters (test splits).
 # minigrid < 2.5 registrations that minigrid 3 changed: AgentGym's level name -> (entry point class, kwargs)
 OLD_REGISTRATIONS = {"BabyAI-GoToObjS6-v0": ("GoToObj", {"room_size": 4})}
-RELIABLE_LEVELS = (0, 1, 2, 3, 4, 8, 9, 10, 12, 13, 14, 18, 19, 20, 21, 29)
 SEEDS_PER_LEVEL = 40  # task_ids() = range(40 * 40); larger ids work too (seed = id // 40)
 
 
@@ -287,96 +276,6 @@ def run_primitives(env, steps, before=None):
     return float(reward), bool(terminated), obs
 
 
-def _state_keys(u):
-    """Exact key (position, heading, carried object, grid) and a looser one for when the agent faces an object:
-    two states facing the same door/key/ball/box in the same grid are equally far along for the expert, even if
-    the agent stands on another side of it (AgentGym's search and the bot's break ties differently)."""
-    # the grid's changeable part: every non-wall cell's object and door state (much cheaper than grid.encode())
-    grid = tuple((i, c.type, c.color, getattr(c, "is_open", None), getattr(c, "is_locked", None))
-                 for i, c in enumerate(u.grid.grid) if c is not None and c.type != "wall")
-    carry = (u.carrying.type, u.carrying.color) if u.carrying else None
-    pos = (int(u.agent_pos[0]), int(u.agent_pos[1]))
-    front = (pos[0] + DIR_TO_VEC[u.agent_dir][0], pos[1] + DIR_TO_VEC[u.agent_dir][1])
-    cell = u.grid.get(*front) if 0 <= front[0] < u.width and 0 <= front[1] < u.height else None
-    loose = (front, carry, grid) if cell is not None and cell.type in ("door", "key", "ball", "box") else None
-    return (pos, u.agent_dir, carry, grid), loose
-
-
-def _instr_nodes(instr):
-    yield instr
-    for sub in (getattr(instr, "instr_a", None), getattr(instr, "instr_b", None)):
-        if sub is not None:
-            yield from _instr_nodes(sub)
-
-
-def try_primitives(env, steps, before=None):
-    """Outcome of running `steps` from the current state, leaving the env as it was: (reward, terminated,
-    state keys). Moves and turns only change the agent and the instruction's progress flags, so those are
-    saved and put back; anything that picks up, drops or toggles runs on a copy instead."""
-    u = env.unwrapped
-    if any(a not in (LEFT, RIGHT, FORWARD) for a in steps):
-        sim = copy.deepcopy(u)
-        reward, terminated, _ = run_primitives(sim, steps, before)
-        return reward, terminated, _state_keys(sim)
-    saved = (u.agent_pos, u.agent_dir, u.step_count, [(n, dict(n.__dict__)) for n in _instr_nodes(u.instrs)])
-    reward, terminated, _ = run_primitives(u, steps, before)
-    keys = _state_keys(u)
-    u.agent_pos, u.agent_dir, u.step_count, nodes = saved
-    for node, attrs in nodes:
-        node.__dict__.clear()
-        node.__dict__.update(attrs)
-    return reward, terminated, keys
-
-
-def _bot_step(bot, action_taken=None, after=True):
-    """BabyAIBot.replan() with a cap on its planning loop (on a few levels its subgoals hand control back and
-    forth forever). after=False skips the bot's bookkeeping of "the agent just did X" (which plans to undo
-    moves it did not suggest): used after we moved the agent along AgentGym's paths instead of the bot's."""
-    bot._process_obs()
-    if after:
-        bot._check_erroneous_box_opening(action_taken)
-    for subgoal in bot.stack:
-        subgoal.update_agent_attributes()
-    if after and bot.stack:
-        bot.stack[-1].replan_after_action(action_taken)
-    while bot.stack and bot.stack[-1].is_exploratory():
-        bot.stack.pop()
-    action = None
-    for _ in range(200):
-        if not bot.stack:
-            break
-        action = bot.stack[-1].replan_before_action()
-        if action is not None:
-            break
-    else:
-        raise RuntimeError("BabyAIBot is going round in circles")
-    if not bot.stack:
-        action = bot.mission.unwrapped.actions.done
-    bot._remember_current_state()
-    return action
-
-
-def _bot_rollout(env, bot, horizon):
-    """Let the bot act on (env, bot) for up to `horizon` primitive steps (in place). Returns {exact key: step},
-    {loose key: step} of the states it passes through."""
-    exact, loose = {}, {}
-    try:
-        action = _bot_step(bot, after=False)
-        for t in range(1, horizon + 1):
-            if action is None or action == env.actions.done:
-                break
-            _, _, terminated, _, _ = env.step(action)
-            e, l = _state_keys(env)
-            exact[e], loose[l] = t, t
-            if terminated:
-                break
-            action = _bot_step(bot, action)  # also lets the bot's subgoals register the step (pop a done pickup...)
-    except Exception:  # the bot asserts on a few levels it cannot solve (KeyInBox, PutNext...Carrying)
-        pass
-    loose.pop(None, None)
-    return exact, loose
-
-
 class BabyAIEnv:
     name = "babyai"
     max_rounds = 20
@@ -387,7 +286,7 @@ class BabyAIEnv:
         import minigrid  # noqa: F401  (registers the BabyAI levels with gymnasium)
         self._gym = gymnasium
         self._levels = {}
-        self.env = None
+        self.env = self._expert = None
 
     def task_ids(self):
         return range(len(LEVELS) * SEEDS_PER_LEVEL)
@@ -422,7 +321,7 @@ class BabyAIEnv:
         self.reward, self.score, self.done = 0.0, 0.0, False
         self.text, self.actions, self.errors = describe(self.env, obs)
         self.view = obs["image"]  # AgentGym's obs_2d: what the next primitive step is compared with
-        self._plan = self._pending = None
+        self._expert = None  # a new episode: the expert plans afresh
         return f"Your goal: {self.goal}\n{self.text}" + self._action_list()
 
     def _action_list(self):
@@ -444,7 +343,6 @@ class BabyAIEnv:
             obs = "No change in state."
         else:
             obs = self._execute(self.actions[action])
-            self._follow_plan(action)
         self.score += self.reward  # AgentGym's score: sum of the per-round rewards
         return obs + self._action_list(), self.score, self.done
 
@@ -460,111 +358,12 @@ class BabyAIEnv:
         self.done = done
         return obs
 
-    # ---- expert
-    # self._plan is a private copy of the level plus a BabyAIBot that has been playing along on it, kept at the
-    # same place as the real episode. Each round the bot is rolled out a little way on a copy of that pair, every
-    # available high-level action is tried on a copy of the real level, and the expert takes the one that lands
-    # furthest along the rollout. Afterwards the pair is moved to that point of the rollout (and the agent set
-    # to where it really stands), so the bot keeps its memory of the map and of the instruction's progress.
-    HORIZON = 60  # primitive steps of bot rollout looked at per round: more than one view-sized move covers
-
-    def _sync_plan(self):
-        if self._plan is None or self._plan[2] != _state_keys(self.env)[0]:
-            from minigrid.utils.baby_ai_bot import BabyAIBot
-            sim = copy.deepcopy(self.env)  # a fresh bot (a policy moved the agent since, or first call)
-            self._plan = (sim, BabyAIBot(sim), _state_keys(self.env)[0])
-
-    def expert_action(self):
-        """The high-level action that advances furthest along the bot's plan (or finishes the task)."""
-        self._sync_plan()
-        outcomes = {name: try_primitives(self.env, steps, self.view) for name, steps in self.actions.items()
-                    if steps}
-        # the bot reaches a state about as fast as AgentGym's paths do, so a short rollout covers every candidate
-        longest = max(len(self.actions[name]) for name in outcomes)
-        sim_env, sim_bot = copy.deepcopy(self._plan[:2])
-        exact, loose = _bot_rollout(sim_env, sim_bot, min(self.HORIZON, 2 * longest + 10))
-        best, best_score = None, (0, False, 0)
-        for name, (reward, terminated, (e, l)) in outcomes.items():
-            progress = max(exact.get(e, 0), loose.get(l, 0))
-            if terminated and reward > 0.5:
-                progress = 10 ** 9  # finishes the task now
-            score = (progress, e in exact, -len(self.actions[name]))
-            if progress > 0 and score > best_score:
-                best, best_score = name, score
-        if best is None:  # nothing lands on the bot's path (e.g. it would toggle a box): look around
-            best, best_score = "turn left", (0, False, 0)
-        self._pending = (best, best_score[0])
-        return best
-
-    def _follow_plan(self, action):
-        """After a step: move the bot's pair to the rollout point the expert aimed for, if it was the expert's."""
-        pending, self._pending = self._pending, None
-        if self._plan is None or pending is None or pending[0] != action or not 0 < pending[1] < 10 ** 9:
-            self._plan = None  # not the expert's move: start a fresh bot next time one is asked for
-            return
-        sim_env, sim_bot = copy.deepcopy(self._plan[:2])
-        _bot_rollout(sim_env, sim_bot, pending[1])
-        sim_env.agent_pos, sim_env.agent_dir = self.env.agent_pos, self.env.agent_dir
-        self._plan = (sim_env, sim_bot, _state_keys(self.env)[0])
-
     def expert_turn(self):
-        action = self.expert_action()
-        return f"Thought:\n{self._thought(action)}\n\nAction:\n{action}"
-
-    def _intent(self):
-        """What the bot is working towards right now, in words (from its subgoal stack), or None."""
-        if self._plan is None:
-            return None
-        for subgoal in reversed(self._plan[1].stack):
-            kind, datum, reason = type(subgoal).__name__, subgoal.datum, subgoal.reason
-            if kind == "ExploreSubgoal" or reason == "Explore":
-                continue
-            if kind == "GoNextToSubgoal":
-                if hasattr(datum, "type"):  # an object description or the object itself
-                    name = " ".join(w for w in (datum.color, datum.type) if w)
-                    if reason == "PutNext":
-                        return f"get next to the {name} to put down what I carry"
-                    if reason == "Open":
-                        return f"reach the {name} and open it"
-                    return f"get to the {name}"
-                return None  # a free cell: where to drop something or step aside
-            if kind == "PickupSubgoal":
-                return "pick up the object in front of me"
-            if kind == "DropSubgoal":
-                return "put down what I carry"
-            if kind in ("OpenSubgoal", "CloseSubgoal"):
-                return "deal with the door in front of me"
-        return None
-
-    def _thought(self, action):
-        goal, intent = self.goal, self._intent()
-        carrying = self.env.carrying
-        if action.startswith("pickup "):
-            obj = action[len("pickup "):].rsplit(" ", 1)[0]
-            if all(w in goal for w in obj.split(" ")):
-                return f"The {obj} my goal mentions is within reach, so I will pick it up."
-            return f"I need the {obj} out of the way or in hand before I can {goal}, so I will pick it up."
-        if action.startswith("go to "):
-            obj = action[len("go to "):].rsplit(" ", 1)[0]
-            if all(w in goal for w in obj.split(" ") if w not in ("open", "closed", "locked")):
-                return f"My goal is to {goal}. I can see the {obj}, so I will go to it."
-            return f"My goal is to {goal}. Going to the {obj} I can see gets me closer to that."
-        if action.startswith("toggle and go through "):
-            door = action[len("toggle and go through "):].rsplit(" ", 1)[0]
-            why = " with the key I carry" if "locked" in door else ""
-            return f"What I need lies beyond the {door}; I will open it{why} and walk through."
-        if action.startswith("go through "):
-            door = action[len("go through "):].rsplit(" ", 1)[0]
-            return f"I will go through the {door} to reach the next room."
-        if action == "toggle":
-            return f"The door in front of me has to be opened to {goal}; I will toggle it."
-        if action == "drop":
-            what = f"{carrying.color} {carrying.type}" if carrying else "object"
-            return f"This is a good place for the {what}; I will put it down in front of me."
-        why = f"I need to {intent}" if intent else f"I have not found what I need to {goal} yet"
-        if action == "move forward":
-            return f"{why}, and the way ahead is clear, so I will move forward."
-        return f"{why}, so I will {action} to face the right way."
+        """The scripted expert's next turn (envs/babyai_expert.py, loaded on first use)."""
+        if self._expert is None:
+            from envs.babyai_expert import BabyAIExpert
+            self._expert = BabyAIExpert(self)
+        return self._expert.turn()
 
     def close(self):
         for env in self._levels.values():
