@@ -376,7 +376,7 @@ if master:
                               f"start over with --overwrite")
         try:  # --resume: refuse other data, model or optimisation flags, naming each difference
             keep_config(os.path.join(args.output, "config.json"), run_config, COMPARE if args.resume else [],
-                        flag="--overwrite")
+                        flag="--overwrite", hint="resume with the same settings, or start over with --overwrite")
         except RecordError as e:
             raise RecordError(f"--resume refused: {e}") from None
         if args.overwrite:

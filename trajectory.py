@@ -595,8 +595,9 @@ def public_config(config):
 def keep_config(path, config, compare, force=False, flag="--force"):
     """Write the settings `config` of a run to `path` (JSON, secrets removed), after checking them against the
     settings saved there by an earlier run into the same output: if any key named in `compare` differs, raise
-    RecordError naming each difference, unless `force` (the caller's `flag` says so). Returns the config written."""
-    config = check_config(path, config, compare, force, flag)
+    RecordError naming each difference, unless `force` (the caller's `flag` says so; `hint` replaces the advice at
+    the end of the message). Returns the config written."""
+    config = check_config(path, config, compare, force, flag, hint)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=1, default=str)
@@ -604,7 +605,7 @@ def keep_config(path, config, compare, force=False, flag="--force"):
     return config
 
 
-def check_config(path, config, compare, force=False, flag="--force"):
+def check_config(path, config, compare, force=False, flag="--force", hint=None):
     """keep_config's check alone, writing nothing (a stage calls it before loading a model, and keep_config once
     the run is sure to start, so that a refused run leaves no config behind). Returns public_config(config)."""
     config = public_config(config)
@@ -620,8 +621,8 @@ def check_config(path, config, compare, force=False, flag="--force"):
         diff = [f"{k}: {old.get(k)!r} before, {config.get(k)!r} now" for k in compare
                 if k in old and old.get(k) != config.get(k)]
         if diff:
-            raise RecordError(f"{path}: the output holds a run with other settings ({'; '.join(diff)}); write to "
-                              f"another output, or pass {flag} to mix them")
+            hint = hint or f"write to another output, or pass {flag} to mix them"
+            raise RecordError(f"{path}: the output holds a run with other settings ({'; '.join(diff)}); {hint}")
     return config
 
 

@@ -189,7 +189,8 @@ train_one() {  # train_one LABEL SELECTION.jsonl
     local label=$1 data=$2 dir="$OUT/train/$1"
     [ -s "$data" ] || { loud "$data is missing or empty: no $label row"; return 0; }
     if [ -f "$dir/final/config.json" ]; then echo "$dir/final: exists"; return; fi
-    local resume=""; [ -f "$dir/config.json" ] && resume="--resume"
+    local resume=""   # a run cut by a kill goes on from its last save; one cut before any save starts over
+    if [ -e "$dir/state/latest" ]; then resume="--resume"; elif [ -f "$dir/config.json" ]; then resume="--overwrite"; fi
     torchrun --nproc_per_node "$NPROC" train.py --data "$data" --model "$MODEL" --output "$dir" \
         --epochs "$EPOCHS" --batch-size "$BATCH" --lr "$LR" --max-length "$MAX_LENGTH" --seed 0 $resume $TRAIN_ARGS \
         > "$OUT/logs/train_$label.log" 2>&1 || { tail -n 30 "$OUT/logs/train_$label.log"; return 1; }
