@@ -592,7 +592,7 @@ def public_config(config):
     return out
 
 
-def keep_config(path, config, compare, force=False, flag="--force"):
+def keep_config(path, config, compare, force=False, flag="--force", hint=None):
     """Write the settings `config` of a run to `path` (JSON, secrets removed), after checking them against the
     settings saved there by an earlier run into the same output: if any key named in `compare` differs, raise
     RecordError naming each difference, unless `force` (the caller's `flag` says so; `hint` replaces the advice at
