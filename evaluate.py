@@ -264,39 +264,17 @@ def check_task_ids(env, name, ids):
                              f"{name}: unknown task ids {bad[:5]}")
 
 
-def check_model_folder(path):
-    """One line for a model folder an hf policy cannot use, before anything heavy is loaded."""
-    if not os.path.isdir(path):
-        raise SystemExit(f"--model {path}: no such model folder")
-    if not os.path.exists(os.path.join(path, "config.json")):
-        raise SystemExit(f"--model {path}: no config.json (not a transformers model folder)")
-    tok_cfg = os.path.join(path, "tokenizer_config.json")
-    has_template = os.path.exists(os.path.join(path, "chat_template.jinja")) or (
-        os.path.exists(tok_cfg) and "chat_template" in open(tok_cfg, encoding="utf-8", errors="replace").read())
-    if not has_template:
-        raise SystemExit(f"--model {path}: the tokenizer has no chat template (use an instruct/chat model folder)")
-
-
 def make_policy(args):
     if args.policy == "expert":
         if args.env_server:
             raise SystemExit("--policy expert needs a built-in environment (no expert over HTTP)")
         return agent.ExpertPolicy()
-    if args.model is None:
-        raise SystemExit(f"--policy {args.policy} needs --model")
-    if hasattr(agent, "make_policy"):  # one place for every stage's policy settings (decoding pinned there)
-        try:
-            return agent.make_policy(args.policy, model=args.model, base_url=args.base_url, api_key=args.api_key,
-                                     max_new_tokens=args.max_new_tokens, max_context=args.max_context,
-                                     temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype)
-        except (ValueError, OSError) as e:
-            raise SystemExit(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    if args.policy == "openai":
-        return agent.OpenAIPolicy(args.model, args.base_url, args.api_key, max_tokens=args.max_new_tokens,
-                                  temperature=args.temperature, timeout=args.request_timeout)
-    check_model_folder(args.model)
-    return agent.HFPolicy(args.model, max_new_tokens=args.max_new_tokens, max_context=args.max_context,
-                          temperature=args.temperature, dtype=args.dtype)
+    try:  # one place for every stage's policy settings, checked before any weight loads (decoding pinned there)
+        return agent.make_policy(args.policy, model=args.model, base_url=args.base_url, api_key=args.api_key,
+                                 max_new_tokens=args.max_new_tokens, max_context=args.max_context,
+                                 temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype)
+    except (ValueError, OSError) as e:
+        raise SystemExit(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 def instruction_from(path, env_name):
