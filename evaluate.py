@@ -69,7 +69,7 @@ COMPARE = ("env", "env_server", "policy", "model", "label", "temperature", "max_
            "max_context", "instruction_from", "from_critical", "dtype")
 
 
-def get_args(argv=None):
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # ---- environment
     ap.add_argument("--env", help=f"environment: built-in {', '.join(BUILTIN)}; with --env-server any AgentGym "
@@ -117,9 +117,19 @@ def get_args(argv=None):
     ap.add_argument("--held-out", default=None, help="--report: comma-separated envs the run did not train on, "
                     "shown under held-out next to the paper's academia, sheet, jericho, pddl (the split is then not "
                     "the paper's: its AVG is marked AVG*)")
+    return ap
+
+
+def get_args(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
-    if args.report is not None:
-        return args
+    if args.report is None:  # --report only reads result files: the checks of a run do not apply
+        check_args(ap, args)
+    return args
+
+
+def check_args(ap, args):
+    """One usage error (ap.error) for flags that cannot go together or name the wrong kind of path."""
     if args.output is None or (args.env is None and args.from_critical is None):
         ap.error("--env and --output are required (or --from-critical and --output, or --report FILES)")
     if args.max_context < 0:
@@ -151,7 +161,6 @@ def get_args(argv=None):
                 ap.error(f"{flag} {path} is the input ({name}): write the results to another file")
     if args.save_trajectories and os.path.abspath(args.save_trajectories) == os.path.abspath(args.output):
         ap.error("--save-trajectories must differ from --output")
-    return args
 
 
 # ----------------------------------------------------------------------------- tasks and policy
