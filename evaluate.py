@@ -189,6 +189,27 @@ def split_item_id(item_id):
 
 def read_task_file(path, env_name):
     """(task ids of `env_name`, Counter of the other envs' ids skipped) from a task file (see the docstring)."""
+    entries = task_file_entries(path)
+    if not entries:
+        raise RecordError(f"{path}: the task file is empty")
+    ids, first, other = [], {}, Counter()
+    for where, x in entries:
+        env, task = entry_task(x, env_name, f"{path}: {where}")
+        if env != env_name:
+            other[env] += 1
+            continue
+        if task in first:
+            raise RecordError(f"{path}: {where}: duplicate task {env}_{task} (first at {first[task]})")
+        first[task] = where
+        ids.append(task)
+    if not ids:
+        raise RecordError(f"{path}: no task of env {env_name!r} (the file holds "
+                          f"{', '.join(f'{e} {n}' for e, n in other.most_common())})")
+    return ids, other
+
+
+def task_file_entries(path):
+    """[(where, entry)] of a task file: a JSON list's items, a JSONL file's objects, or a plain file's lines."""
     if os.path.isdir(path):
         raise RecordError(f"{path}: is a folder, not a task file")
     if not os.path.exists(path):
@@ -200,49 +221,38 @@ def read_task_file(path, env_name):
     body = text.lstrip()
     if body.startswith("["):
         try:
-            entries = [(f"record {n}", x) for n, x in enumerate(json.loads(text), 1)]
+            return [(f"record {n}", x) for n, x in enumerate(json.loads(text), 1)]
         except json.JSONDecodeError as e:
             raise RecordError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
         except RecursionError:
             raise RecordError(f"{path}: JSON nested too deeply") from None
-    else:
-        entries = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            if body.startswith("{"):  # JSONL of records
-                try:
-                    line = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as e:
-                    raise RecordError(f"{path}: line {n}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") \
-                        from None
-            entries.append((f"line {n}", line))
-    ids, first, other = [], {}, Counter()
-    for where, x in entries:
-        if isinstance(x, dict):
-            if "item_id" not in x:
-                raise RecordError(f"{path}: {where}: no 'item_id'")
-            x = x["item_id"]
-        try:
-            if isinstance(x, bool) or not isinstance(x, (int, str)):
-                raise ValueError(f"expected a task id or an item id, got {x!r}")
-            x = x.strip() if isinstance(x, str) else x
-            env, task = (env_name, int(x)) if isinstance(x, int) or re.fullmatch(r"-?\d+", x) else split_item_id(x)
-        except ValueError as e:
-            raise RecordError(f"{path}: {where}: not a task id ({e})") from None
-        if env != env_name:
-            other[env] += 1
+    entries = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
             continue
-        if task in first:
-            raise RecordError(f"{path}: {where}: duplicate task {env}_{task} (first at {first[task]})")
-        first[task] = where
-        ids.append(task)
-    if not entries:
-        raise RecordError(f"{path}: the task file is empty")
-    if not ids:
-        raise RecordError(f"{path}: no task of env {env_name!r} (the file holds "
-                          f"{', '.join(f'{e} {n}' for e, n in other.most_common())})")
-    return ids, other
+        if body.startswith("{"):  # JSONL of records
+            try:
+                line = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as e:
+                raise RecordError(f"{path}: line {n}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") \
+                    from None
+        entries.append((f"line {n}", line))
+    return entries
+
+
+def entry_task(x, env_name, where):
+    """(env, task id) of one task-file entry: a task id of `env_name`, an item id, or an object with an item_id."""
+    if isinstance(x, dict):
+        if "item_id" not in x:
+            raise RecordError(f"{where}: no 'item_id'")
+        x = x["item_id"]
+    try:
+        if isinstance(x, bool) or not isinstance(x, (int, str)):
+            raise ValueError(f"expected a task id or an item id, got {x!r}")
+        x = x.strip() if isinstance(x, str) else x
+        return (env_name, int(x)) if isinstance(x, int) or re.fullmatch(r"-?\d+", x) else split_item_id(x)
+    except ValueError as e:
+        raise RecordError(f"{where}: not a task id ({e})") from None
 
 
 def task_list(args, env):
