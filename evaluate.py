@@ -693,62 +693,82 @@ def report(args):
         print("Babyai, Sciworld and Sheet are mean rewards (x100 for 0..1 rewards), PDDL and Jericho progress rates "
               "x100, the others success rates, as in AgentGym and the paper. Intervals: Wilson for success rates, "
               "mean +- 1.96 s/sqrt(n) for mean rewards, and from the columns' intervals for the averages.")
-    parsed = {label: parse_label(label) for label in t1}
-    outside = [label for label, p in parsed.items() if p is None]
-    by_method = defaultdict(dict)
-    for label, p in parsed.items():
-        if p is not None:
-            by_method[p[0]][p[1]] = label
-    # Table 2: non-critical vs complete vs critical, at the non-critical runs' ratios (else every critical ratio)
-    ratios = sorted(by_method["noncritical"]) or sorted(by_method["critical"])
-    names2 = ([by_method["noncritical"][m] for m in ratios if m in by_method["noncritical"]]
-              + [by_method["complete"][m] for m in [1.0] if m in by_method["complete"]]
-              + [by_method["critical"][m] for m in ratios if m in by_method["critical"]])
-    rows2 = [(label, t1[label]) for label in names2]
+    by_method, outside = labels_by_method(t1)
+    rows2 = [(label, t1[label]) for label in table2_labels(by_method)]
     out["table2"] = dict(rows2)
     if rows2:
         print_wide("Table 2: critical vs non-critical steps vs complete trajectories", rows2, held_in, held_out, paper)
-    # Table 3: complete, random@m, critical@m; the held-in and held-out averages
-    rows3 = ([("Complete", "100%", by_method["complete"][m]) for m in [1.0] if m in by_method["complete"]]
-             + [("Random", f"{m:.0%}", by_method["random"][m]) for m in sorted(by_method["random"], reverse=True)]
-             + [("Critical", f"{m:.0%}", by_method["critical"][m]) for m in sorted(by_method["critical"],
-                                                                                  reverse=True)])
+    rows3 = table3_rows(by_method)
     out["table3"] = {label: {"in": t1[label]["avg_in"], "out": t1[label]["avg_out"],
                              "part_in": t1[label]["part_in"], "part_out": t1[label]["part_out"]}
                      for _, _, label in rows3}
     if rows3:
-        avg = "AVG" if paper else "AVG*"
-        print(f"\nTable 3: random vs critical steps at each ratio ({avg} of the split's columns, 95 % interval, "
-              f"episodes)")
-        print(f"{'Data':10}{'Steps':>6}  {'held-in ' + avg:>30}  {'held-out ' + avg:>30}  partial averages")
-        for data, steps, label in rows3:
-            s = out["table3"][label]
-            cells = [f"{c['score']:.2f} [{fmt(c, 'ci')}] n={c['n']}" if c else "-" for c in (s["in"], s["out"])]
-            partial = "; ".join(f"{g} {part(s[k])}" for g, k in (("held-in", "part_in"), ("held-out", "part_out"))
-                                if s[k])
-            print(f"{data:10}{steps:>6}  {cells[0]:>30}  {cells[1]:>30}  {partial}")
+        print_table3(rows3, out["table3"], paper)
     if outside:
         print(f"\nlabels outside the --label convention (Table 1 only): {', '.join(outside)}")
-    # Table 6
     t6 = table6(by, held_in, held_out)
     out["table6"] = t6
     if t6:
-        print("\nTable 6: from scratch vs from a critical step (the expert's turns through critical step c replayed, "
-              "then the policy)")
-        print("'from critical step' is the mean over all restart episodes (each critical step of each task counts "
-              "once); 'per-task best' takes each task's best restart (solved if any restart solves it).")
-        print(f"{'label':16}{'Tasks':10}{'From scratch':>28}{'From critical step':>28}{'per-task best':>28}"
-              f"{'ended in replay':>17}")
-        for label, envs in t6.items():
-            for env, c in envs.items():
-                cells = [f"{x['score']:.2f} [{fmt(x, 'ci')}] n={x['n']}" if x else "-"
-                         for x in (c["scratch"], c["critical"], c["best"])]
-                print(f"{label:16}{COLUMN.get(env, env):10}" + "".join(f"{x:>28}" for x in cells)
-                      + f"{c['replay_only']:>17}")
-        print("n: episodes (from scratch and per-task best: one per task). 'ended in replay': restarts whose replayed "
-              "expert turns already finished the episode (the policy took no turn).")
+        print_table6(t6)
     out["charts"] = charts(args.report_png, t1, rows3, t6, held_in, held_out, out["table3"])
     return out
+
+
+def labels_by_method(t1):
+    """({method: {ratio: label}} of the labels that follow the --label convention, [the labels that do not])."""
+    parsed = {label: parse_label(label) for label in t1}
+    by_method = defaultdict(dict)
+    for label, p in parsed.items():
+        if p is not None:
+            by_method[p[0]][p[1]] = label
+    return by_method, [label for label, p in parsed.items() if p is None]
+
+
+def table2_labels(by_method):
+    """Table 2: non-critical vs complete vs critical, at the non-critical runs' ratios (else every critical ratio)."""
+    ratios = sorted(by_method["noncritical"]) or sorted(by_method["critical"])
+    return ([by_method["noncritical"][m] for m in ratios if m in by_method["noncritical"]]
+            + [by_method["complete"][m] for m in [1.0] if m in by_method["complete"]]
+            + [by_method["critical"][m] for m in ratios if m in by_method["critical"]])
+
+
+def table3_rows(by_method):
+    """Table 3: [(data, steps, label)] for complete, then random@m and critical@m from the largest m down."""
+    return ([("Complete", "100%", by_method["complete"][m]) for m in [1.0] if m in by_method["complete"]]
+            + [("Random", f"{m:.0%}", by_method["random"][m]) for m in sorted(by_method["random"], reverse=True)]
+            + [("Critical", f"{m:.0%}", by_method["critical"][m]) for m in sorted(by_method["critical"],
+                                                                                 reverse=True)])
+
+
+def print_table3(rows3, t3, paper):
+    """Table 3: the held-in and held-out averages of each row, with the partial averages where a split is short."""
+    avg = "AVG" if paper else "AVG*"
+    print(f"\nTable 3: random vs critical steps at each ratio ({avg} of the split's columns, 95 % interval, "
+          f"episodes)")
+    print(f"{'Data':10}{'Steps':>6}  {'held-in ' + avg:>30}  {'held-out ' + avg:>30}  partial averages")
+    for data, steps, label in rows3:
+        s = t3[label]
+        cells = [f"{c['score']:.2f} [{fmt(c, 'ci')}] n={c['n']}" if c else "-" for c in (s["in"], s["out"])]
+        partial = "; ".join(f"{g} {part(s[k])}" for g, k in (("held-in", "part_in"), ("held-out", "part_out"))
+                            if s[k])
+        print(f"{data:10}{steps:>6}  {cells[0]:>30}  {cells[1]:>30}  {partial}")
+
+
+def print_table6(t6):
+    print("\nTable 6: from scratch vs from a critical step (the expert's turns through critical step c replayed, "
+          "then the policy)")
+    print("'from critical step' is the mean over all restart episodes (each critical step of each task counts "
+          "once); 'per-task best' takes each task's best restart (solved if any restart solves it).")
+    print(f"{'label':16}{'Tasks':10}{'From scratch':>28}{'From critical step':>28}{'per-task best':>28}"
+          f"{'ended in replay':>17}")
+    for label, envs in t6.items():
+        for env, c in envs.items():
+            cells = [f"{x['score']:.2f} [{fmt(x, 'ci')}] n={x['n']}" if x else "-"
+                     for x in (c["scratch"], c["critical"], c["best"])]
+            print(f"{label:16}{COLUMN.get(env, env):10}" + "".join(f"{x:>28}" for x in cells)
+                  + f"{c['replay_only']:>17}")
+    print("n: episodes (from scratch and per-task best: one per task). 'ended in replay': restarts whose replayed "
+          "expert turns already finished the episode (the policy took no turn).")
 
 
 # ----------------------------------------------------------------------------- the report: charts
