@@ -69,7 +69,7 @@ COMPARE = ("env", "env_server", "policy", "model", "label", "temperature", "max_
            "max_context", "instruction_from", "from_critical", "dtype")
 
 
-def build_parser():
+def get_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # ---- environment
     ap.add_argument("--env", help=f"environment: built-in {', '.join(BUILTIN)}; with --env-server any AgentGym "
@@ -117,11 +117,6 @@ def build_parser():
     ap.add_argument("--held-out", default=None, help="--report: comma-separated envs the run did not train on, "
                     "shown under held-out next to the paper's academia, sheet, jericho, pddl (the split is then not "
                     "the paper's: its AVG is marked AVG*)")
-    return ap
-
-
-def get_args(argv=None):
-    ap = build_parser()
     args = ap.parse_args(argv)
     if args.report is None:  # --report only reads result files: the checks of a run do not apply
         check_args(ap, args)
