@@ -85,6 +85,17 @@ class EnvServer(ThreadingHTTPServer):
         return None
 
 
+def send_json(handler, code, obj):
+    """Answer the request `handler` (a BaseHTTPRequestHandler) with `obj` as JSON and status `code`. The
+    Content-Length lets a keep-alive client find the end of the answer; the test servers answer with it too."""
+    data = json.dumps(obj).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection (every answer has Content-Length)
     disable_nagle_algorithm = True  # small JSON answers: do not wait for delayed ACKs
@@ -97,23 +108,15 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw) if raw.strip() else {}
             except json.JSONDecodeError:
-                return self._send(422, {"detail": "body is not JSON"})
+                return send_json(self, 422, {"detail": "body is not JSON"})
             body = body if isinstance(body, dict) else {}
         try:
             out = self.server.handle_route(method, url.path.rstrip("/") or "/", body, parse_qs(url.query))
         except Exception as e:  # an env bug must not kill the server thread silently
-            return self._send(500, {"detail": f"{type(e).__name__}: {e}"})
+            return send_json(self, 500, {"detail": f"{type(e).__name__}: {e}"})
         if out is None:
-            return self._send(404, {"detail": "Not Found"})
-        self._send(200, out)
-
-    def _send(self, code, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return send_json(self, 404, {"detail": "Not Found"})
+        send_json(self, 200, out)
 
     def do_GET(self):
         self._serve("GET")

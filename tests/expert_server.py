@@ -16,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from envs import make_env
+from envs.serve import send_json
 
 
 def first_observations(env_name, task_ids):
@@ -67,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         srv = self.server
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            return self._send(404, {"error": {"message": "not found"}})
+            return send_json(self, 404, {"error": {"message": "not found"}})
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         with srv.lock:
             srv.count += 1
@@ -79,20 +80,12 @@ class Handler(BaseHTTPRequestHandler):
         else:
             text = expert_answer(srv.env_name, srv.task_ids, body["messages"], srv.first)
             if text is None:
-                return self._send(400, {"error": {"message": "no task matches this conversation"}})
-        self._send(200, {"id": f"stub-{n}", "object": "chat.completion", "created": int(time.time()),
-                         "model": body.get("model", "stub"),
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": text}}],
-                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
-
-    def _send(self, code, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+                return send_json(self, 400, {"error": {"message": "no task matches this conversation"}})
+        send_json(self, 200, {"id": f"stub-{n}", "object": "chat.completion", "created": int(time.time()),
+                              "model": body.get("model", "stub"),
+                              "choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": text}}],
+                              "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
 
     def log_message(self, *args):
         pass

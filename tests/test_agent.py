@@ -14,6 +14,7 @@ import torch
 
 import agent
 from agent import HFPolicy, OpenAIPolicy, make_policy, run_episode, run_episodes
+from envs.serve import send_json
 from tests.tiny import WORDS, save_tiny, tiny_tokenizer
 
 
@@ -178,23 +179,15 @@ class StubHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         self.server.requests.append((self.path, body))
         if self.path == "/tokenize" and self.server.tokenize is not None:
-            return self.send(200, {"count": self.server.tokenize(body), "max_model_len": 4096, "tokens": []})
+            return send_json(self, 200, {"count": self.server.tokenize(body), "max_model_len": 4096, "tokens": []})
         if self.path == "/v1/chat/completions":
             if self.server.reject_top_k_zero and body.get("top_k") == 0:
-                return self.send(400, {"object": "error", "type": "BadRequestError", "code": 400,
-                                       "message": "top_k must be -1 (disable), or at least 1, got 0."})
-            return self.send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                       "role": "assistant", "content": "Thought: ok\nAction: look"}}]})
-        self.send(404, {"error": "not found"})
-
-    def send(self, code, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+                return send_json(self, 400, {"object": "error", "type": "BadRequestError", "code": 400,
+                                             "message": "top_k must be -1 (disable), or at least 1, got 0."})
+            return send_json(self, 200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                         "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                             "role": "assistant", "content": "Thought: ok\nAction: look"}}]})
+        send_json(self, 404, {"error": "not found"})
 
     def log_message(self, *args):
         pass
