@@ -250,18 +250,19 @@ def entry_task(x, env_name, where):
         raise RecordError(f"{where}: not a task id ({e})") from None
 
 
-def task_list(args, env):
-    path, other = args.task_file, Counter()
-    if args.tasks is None and path is None:
-        if args.env_server is not None:
-            raise SystemExit(f"--tasks A:B or --task-file is required with --env-server (the {args.env} server "
+def task_list(env, name, tasks=None, task_file=None, env_server=None):
+    """The task ids to run on env `name` (`env` an instance of it): --tasks A:B, --task-file, or the built-in list."""
+    path, other = task_file, Counter()
+    if tasks is None and path is None:
+        if env_server is not None:
+            raise SystemExit(f"--tasks A:B or --task-file is required with --env-server (the {name} server "
                              f"knows its tasks)")
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", f"{args.env}_test_ids.txt")
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", f"{name}_test_ids.txt")
     if path is not None:
-        ids, other = read_task_file(path, args.env)
+        ids, other = read_task_file(path, name)
     else:
-        ids = list(task_range(args.tasks))
-    check_task_ids(env, args.env, ids)
+        ids = list(task_range(tasks))
+    check_task_ids(env, name, ids)
     if other:
         print(f"{path}: {sum(other.values())} tasks of other envs left out "
               f"({', '.join(f'{e} {n}' for e, n in other.most_common())})")
@@ -299,18 +300,19 @@ def instruction_from(path, env_name):
     raise SystemExit(f"{path}: no record whose item_id starts with {env_name!r}")
 
 
-def env_factory(args, name):
+def env_factory(name, env_server=None, instruction_path=None):
+    """A function that makes env `name` (built-in, or served at `env_server`), tried once here."""
     env_kwargs = {}
-    if args.instruction_from:
-        env_kwargs["instruction"] = instruction_from(args.instruction_from, name)  # a bad file is named first
-        if not args.env_server:
+    if instruction_path:
+        env_kwargs["instruction"] = instruction_from(instruction_path, name)  # a bad file is named first
+        if not env_server:
             raise SystemExit("--instruction-from is for --env-server environments (the built-ins have AgentGym's "
                              "instructions)")
     try:
-        make_env(name, args.env_server, **env_kwargs).close()  # unknown env, unreachable server: one line
+        make_env(name, env_server, **env_kwargs).close()  # unknown env, unreachable server: one line
     except (ValueError, ConnectionError) as e:
         raise SystemExit(str(e)) from None
-    return lambda: make_env(name, args.env_server, **env_kwargs)
+    return lambda: make_env(name, env_server, **env_kwargs)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -336,19 +338,22 @@ def open_output(args, config, key, policy=None):
     return locks, policy, done, out
 
 
-def run(args, make, policy, jobs, out, label, name, traj=None, traj_done=(), extra=None):
-    """Run `jobs` on env `name`, append one result line each to `out`; return the results (with conversations)."""
+def run(make, policy, jobs, out, label, name, *, concurrency, max_rounds, traj=None, traj_path=None, traj_done=(),
+        success_only=False, extra=None):
+    """Run `jobs` on env `name`, append one result line each to `out`; return the results (with conversations).
+    With `traj` (the open --save-trajectories file `traj_path`) also write the episodes not in `traj_done` as
+    records (only the successful ones with `success_only`)."""
     stats, skipped_invalid, t0, results = Counter(), 0, time.time(), []
     bar = tqdm(total=len(jobs), desc=name, unit="ep")
     try:
-        for res in agent.run_episodes(make, policy, jobs, concurrency=args.concurrency, temperature=None,
-                                      max_rounds=args.max_rounds, progress=bar):
+        for res in agent.run_episodes(make, policy, jobs, concurrency=concurrency, temperature=None,
+                                      max_rounds=max_rounds, progress=bar):
             conv = res.pop("conversations")
-            if traj is not None and res["item_id"] not in traj_done and (res["success"] or not args.success_only):
+            if traj is not None and res["item_id"] not in traj_done and (res["success"] or not success_only):
                 rec = {"item_id": res["item_id"], "conversations": conv, "reward": res["reward"],
                        "success": res["success"]}
                 try:
-                    append_record(traj, validate_record(rec, args.save_trajectories))
+                    append_record(traj, validate_record(rec, traj_path))
                 except RecordError as e:  # e.g. an empty model turn: counted and reported, never written
                     skipped_invalid += 1
                     tqdm.write(f"not saved: {e}")
@@ -380,10 +385,10 @@ def default_label(args):
 
 
 def evaluate(args, policy=None):
-    make = env_factory(args, args.env)
+    make = env_factory(args.env, env_server=args.env_server, instruction_path=args.instruction_from)
     probe = make()
     try:
-        ids = task_list(args, probe)
+        ids = task_list(probe, args.env, tasks=args.tasks, task_file=args.task_file, env_server=args.env_server)
     finally:
         probe.close()
     label = default_label(args)
@@ -394,7 +399,9 @@ def evaluate(args, policy=None):
         todo = [i for i in ids if f"{args.env}_{i}" not in done]
         print(f"{args.env}: {len(ids)} tasks, {len(ids) - len(todo)} already in {args.output}, running {len(todo)} "
               f"with --policy {args.policy} at concurrency {args.concurrency}")
-        run(args, make, policy, [{"task_id": i} for i in todo], out, label, args.env, traj, traj_done)
+        run(make, policy, [{"task_id": i} for i in todo], out, label, args.env, concurrency=args.concurrency,
+            max_rounds=args.max_rounds, traj=traj, traj_path=args.save_trajectories, traj_done=traj_done,
+            success_only=args.success_only)
     finally:
         out.close()
         if traj is not None:
@@ -452,7 +459,7 @@ def from_critical(args, policy=None):
     by_env = critical_jobs(args.from_critical, args.env)
     makers = {}
     for name, jobs in by_env.items():
-        makers[name] = env_factory(args, name)
+        makers[name] = env_factory(name, env_server=args.env_server, instruction_path=args.instruction_from)
         probe = makers[name]()
         try:
             check_task_ids(probe, name, sorted({j["task_id"] for j in jobs}))
@@ -467,7 +474,8 @@ def from_critical(args, policy=None):
             todo = [j for j in jobs if episode_id(f"{name}_{j['task_id']}", j["key"][1]) not in done]
             print(f"{name}: {sum(j['key'][1] is None for j in jobs)} tasks, {len(jobs)} episodes (from scratch + one "
                   f"per critical step), {len(jobs) - len(todo)} already in {args.output}, running {len(todo)}")
-            results += run(args, makers[name], policy, todo, out, label, name,
+            results += run(makers[name], policy, todo, out, label, name, concurrency=args.concurrency,
+                           max_rounds=args.max_rounds,
                            extra=lambda res, key: {"start": key[1], "episode": episode_id(res["item_id"], key[1]),
                                                    "source_item_id": key[0]})
     finally:
