@@ -179,27 +179,59 @@ def main(argv=None):
 
 
 def report(args):
+    files = selection_files(args.files)
+    data = {f: load(f) for f in files}  # every input is read before the tokenizer loads
+    tok = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    per_file, per_env = summaries(data, args.bins, tok, args.max_length)
+    pairs = [{"first": x, "second": y, **compare(data[x], data[y])} for x, y in combinations(files, 2)]
+    print_table(per_file, per_env, args.bins)
+    if tok is None:
+        print("token share: pass --tokenizer MODEL_FOLDER (the model train.py fine-tunes) to count loss tokens")
+    for s in per_file:
+        if s["categories"]:
+            total = sum(s["categories"].values())
+            cats = ", ".join(f"{c} {n} ({n / total:.0%})" for c, n in s["categories"].items())
+            print(f"categories of {os.path.basename(s['file'])}: {cats}")
+    print_pairs(pairs)
+    result = {"files": per_file, "envs": per_env, "pairs": pairs}
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}")
+    return result
+
+
+def selection_files(paths):
+    """The selection files among `paths`, each once; select.py's errors files (a glob picks them up) left out."""
     files = []
-    for f in dict.fromkeys(args.files):
-        if f.endswith(".errors.jsonl"):  # select.py's failed items beside its output (a glob picks them up)
+    for f in dict.fromkeys(paths):
+        if f.endswith(".errors.jsonl"):
             print(f"{f}: an errors file of select.py, not a selection: left out")
         else:
             files.append(f)
     if not files:
-        raise trajectory.RecordError("no selection file among " + " ".join(args.files))
-    data = {f: load(f) for f in files}  # every input is read before the tokenizer loads
-    tok = load_tokenizer(args.tokenizer) if args.tokenizer else None
+        raise trajectory.RecordError("no selection file among " + " ".join(paths))
+    return files
+
+
+def summaries(data, bins, tokenizer, max_length):
+    """(one summary per file, one per env of each file)."""
     per_file, per_env = [], []
     for f, d in data.items():
-        per_file.append(summarize(f, d, args.bins, tok, args.max_length))
+        per_file.append(summarize(f, d, bins, tokenizer, max_length))
         by_env = defaultdict(dict)
         for item, x in d.items():
             by_env[env_of(item)][item] = x
         for env in sorted(by_env):
-            per_env.append({"env": env, **summarize(f, by_env[env], args.bins, tok, args.max_length)})
-    pairs = [{"first": x, "second": y, **compare(data[x], data[y])} for x, y in combinations(files, 2)]
+            per_env.append({"env": env, **summarize(f, by_env[env], bins, tokenizer, max_length)})
+    return per_file, per_env
 
-    edges = " ".join(f"{i / args.bins:.1f}-{(i + 1) / args.bins:.1f}" for i in range(args.bins))
+
+def print_table(per_file, per_env, bins):
+    """One row per file ("all") followed by one row per env of that file."""
+    edges = " ".join(f"{i / bins:.1f}-{(i + 1) / bins:.1f}" for i in range(bins))
     print(f"{'file':<28} {'env':<10} {'method':<11} {'m':>5} {'traj':>6} {'steps':>7} {'sel':>6} {'steps':>6} "
           f"{'tokens':>6} {'k=1':>11} {'none':>5} {'pos':>5}  position histogram ({edges})")
     print(f"{'':<28} {'':<10} {'':<11} {'':>5} {'':>6} {'':>7} {'':>6} {'share':>6} {'share':>6} "
@@ -214,13 +246,9 @@ def report(args):
         print(f"{os.path.basename(s['file']) if env == 'all' else '':<28} {env:<10} {s['method']:<11} {m:>5} "
               f"{s['trajectories']:>6} {s['steps']:>7} {s['selected']:>6} {s['share_selected']:>6.3f} {tokens:>6} "
               f"{k1:>11} {s['none_selected']:>5} {pos:>5}  {hist}")
-    if tok is None:
-        print("token share: pass --tokenizer MODEL_FOLDER (the model train.py fine-tunes) to count loss tokens")
-    for s in per_file:
-        if s["categories"]:
-            total = sum(s["categories"].values())
-            cats = ", ".join(f"{c} {n} ({n / total:.0%})" for c, n in s["categories"].items())
-            print(f"categories of {os.path.basename(s['file'])}: {cats}")
+
+
+def print_pairs(pairs):
     for q in pairs:
         if q["common"]:
             print(f"{os.path.basename(q['first'])} vs {os.path.basename(q['second'])}: {q['common']} common "
@@ -230,14 +258,6 @@ def report(args):
                      q["only_second"] else ""))
         else:
             print(f"{os.path.basename(q['first'])} vs {os.path.basename(q['second'])}: no common item_id")
-    result = {"files": per_file, "envs": per_env, "pairs": pairs}
-    if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
-        print(f"wrote {args.json}")
-    return result
 
 
 if __name__ == "__main__":
