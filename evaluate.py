@@ -542,8 +542,9 @@ def load_results(patterns):
             label = str(r.get("label") or os.path.splitext(os.path.basename(path))[0])
             episode = (label, r["env"], r["item_id"], "start" in r, r.get("start"))
             if episode in seen:
-                raise RecordError(f"{where}: episode {episode_id(r['item_id'], r.get('start')) if 'start' in r else r['item_id']!r} of "
-                                  f"label {label!r} is already at {seen[episode]}: each episode may count once")
+                name = episode_id(r["item_id"], r.get("start")) if "start" in r else r["item_id"]
+                raise RecordError(f"{where}: episode {name!r} of label {label!r} is already at {seen[episode]}: "
+                                  f"each episode may count once")
             seen[episode] = where
             by[label][r["env"]].append(r)
     return by
