@@ -1,9 +1,13 @@
 """agent.py and evaluate.py: the openai policy against a stub server that plays the expert reaches the expert's
-score, malformed model output is counted and never crashes a run, an unreachable model server stops the run fast
-with a clear message, evaluate.py is resumable and writes valid AgentTraj-L records, replay of expert prefixes,
+score, malformed model output is counted (exactly: the stub's every 3rd answer) and never crashes a run, a model
+server that refuses or never answers stops the run after one request, within its timeout, with a clear message and
+no result rows, evaluate.py is resumable and writes valid AgentTraj-L records, replay of expert prefixes,
 the hf policy's batching, and the Table-1 report."""
 import json
 import os
+import re
+import socket
+import threading
 import time
 
 import pytest
@@ -42,22 +46,51 @@ def test_openai_policy_on_expert_stub_matches_expert(name, ids):
     assert sum(r["reward"] for r in got.values()) == sum(r["reward"] for r in want.values())
 
 
-def test_malformed_model_output_is_counted_not_fatal():
+def garbage_schedule(expert_rounds, every, max_rounds):
+    """{task: (rounds, format errors, end)} when the episodes run one after the other against the stub server whose
+    every `every`-th answer (counted over the whole run) is garbage: a garbage turn costs a round and leaves the
+    maze where it was, so an episode ends after its expert turns ("done") or at max_rounds."""
+    n, out = 0, {}
+    for task, need in expert_rounds.items():
+        rounds = bad = 0
+        while rounds - bad < need and rounds < max_rounds:
+            n, rounds = n + 1, rounds + 1
+            bad += n % every == 0
+        out[task] = (rounds, bad, "done" if rounds - bad == need else "max_rounds")
+    return out
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_malformed_model_output_is_counted_not_fatal(concurrency):
     ids = list(range(6))
+    expert = expert_results("maze", ids)
     server, url = expert_server.start("maze", ids, garbage_every=3)
     try:
         res = list(run_episodes(lambda: make_env("maze"), OpenAIPolicy("stub", url, timeout=30),
-                                [{"task_id": i} for i in ids], concurrency=3))
+                                [{"task_id": i} for i in ids], concurrency=concurrency))
     finally:
         server.shutdown()
     assert len(res) == len(ids)
     bad = sum(r["format_errors"] for r in res)
     turns = sum(r["rounds"] for r in res)
-    assert bad >= turns // 3 - 1 and bad > 0  # every 3rd answer had no "Action:"
+    # one request per turn, and the server's every 3rd answer has no "Action:": exactly a third of the turns
+    assert turns == server.count and bad == turns // 3, (bad, turns, server.count)
     for r in res:
         garbage = [t for t in r["conversations"][3::2] if "Action:" not in t["value"]]
         assert len(garbage) == r["format_errors"]
-        assert r["end"] in ("done", "max_rounds")
+        # the other turns are the expert's, in order: a garbage turn costs a round and changes nothing else
+        good = [t["value"] for t in r["conversations"][3::2] if "Action:" in t["value"]]
+        want = [t["value"] for t in expert[r["item_id"]]["conversations"][3::2]]
+        assert good == want[:len(good)], r["item_id"]
+        if r["end"] == "done":
+            assert good == want and r["success"] == 1, r["item_id"]
+        else:
+            assert r["end"] == "max_rounds" and r["rounds"] == 15 and len(good) < len(want), r["item_id"]
+    if concurrency == 1:  # one episode after the other: which turns are garbage is known in advance
+        want = garbage_schedule({i: expert[f"maze_{i}"]["rounds"] for i in ids}, 3, 15)
+        assert {r["task_id"]: (r["rounds"], r["format_errors"], r["end"]) for r in res} == want
+        assert bad == 29  # expert rounds 12 11 10 11 12 12: five episodes hit the 15-round limit with 5 garbage turns,
+        #                   maze_2 ends "done" after 10 expert turns + 4 garbage ones
 
 
 def test_policy_exception_ends_only_that_episode():
@@ -71,16 +104,65 @@ def test_policy_exception_ends_only_that_episode():
     assert res[5]["success"] == 1 and res[9]["success"] == 1
 
 
+class SilentServer:
+    """A model server that accepts connections and never answers (hung, or stuck behind a proxy). It counts the
+    connections and closes each after `hold` seconds, so a client that ignores its timeout fails the time bound of
+    the test (a 30 s wait) instead of hanging the test run."""
+
+    def __init__(self, hold=30.0):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.hold, self.connections = hold, 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.connections += 1
+            timer = threading.Timer(self.hold, conn.close)
+            timer.daemon = True
+            timer.start()
+
+    def close(self):
+        self.sock.close()
+
+
 def test_unreachable_model_server_stops_fast(tmp_path):
-    t0 = time.time()
+    # nothing listens (connection refused): the run stops at once with one line naming the server
     policy = OpenAIPolicy("m", "http://127.0.0.1:9/v1", timeout=2, max_retries=0)
     with pytest.raises(agent.PolicyError, match="cannot reach the model server at http://127.0.0.1:9/v1"):
         list(run_episodes(lambda: make_env("maze"), policy, [{"task_id": 0}]))
+    out = tmp_path / "r.jsonl"
     args = evaluate.get_args(["--env", "maze", "--tasks", "0:2", "--policy", "openai", "--model", "m",
-                              "--base-url", "http://127.0.0.1:9/v1", "--output", str(tmp_path / "r.jsonl")])
-    with pytest.raises(SystemExit, match="stopped: cannot reach the model server"):
+                              "--base-url", "http://127.0.0.1:9/v1", "--output", str(out)])
+    with pytest.raises(SystemExit, match="stopped: cannot reach the model server") as e:
         evaluate.evaluate(args)
-    assert time.time() - t0 < 30
+    assert "\n" not in str(e.value.code)
+    assert not out.exists() or out.read_text() == ""  # no task is recorded as a model failure
+    # a server that never answers: the request timeout ends the run after one request, and no task is tried after
+    # it. The time bounds are real guards: a client that ignored timeout=1 would wait for the close at 30 s.
+    silent = SilentServer(hold=30.0)
+    try:
+        url = re.escape(silent.url)
+        t0 = time.time()
+        with pytest.raises(agent.PolicyError, match=f"cannot reach the model server at {url}"):
+            list(run_episodes(lambda: make_env("maze"), OpenAIPolicy("m", silent.url, timeout=1, max_retries=0),
+                              [{"task_id": i} for i in range(3)], concurrency=1))
+        assert time.time() - t0 < 10 and silent.connections == 1, (time.time() - t0, silent.connections)
+        out = tmp_path / "silent.jsonl"
+        args = evaluate.get_args(["--env", "maze", "--tasks", "0:3", "--policy", "openai", "--model", "m",
+                                  "--base-url", silent.url, "--request-timeout", "1", "--concurrency", "1",
+                                  "--output", str(out)])
+        t0 = time.time()
+        with pytest.raises(SystemExit, match="stopped: cannot reach the model server at http://127.0.0.1:"):
+            evaluate.evaluate(args)  # its first request (/tokenize, for the context rule) times out
+        assert time.time() - t0 < 10 and silent.connections == 2, (time.time() - t0, silent.connections)
+        assert not out.exists() or out.read_text() == ""
+    finally:
+        silent.close()
 
 
 def test_evaluate_cli_resumable_with_valid_trajectories(tmp_path, capsys):
@@ -179,7 +261,7 @@ def test_concurrency_does_not_change_results():
     ids = [{"task_id": i} for i in range(12)]
     one = {r["item_id"]: strip(r) for r in run_episodes(lambda: make_env("wordle"), ExpertPolicy(), ids, 1)}
     four = {r["item_id"]: strip(r) for r in run_episodes(lambda: make_env("wordle"), ExpertPolicy(), ids, 4)}
-    assert one == four
+    assert one == four and len(one) == 12 and all(r["success"] == 1 for r in one.values())
 
 
 def test_hf_policy_batches_running_episodes(tmp_path):
@@ -194,7 +276,7 @@ def test_hf_policy_batches_running_episodes(tmp_path):
 
     res = list(run_episodes(lambda: make_env("wordle"), spy, [{"task_id": i} for i in range(3)], concurrency=3,
                             max_rounds=2))
-    assert sizes[0] == 3 and len(res) == 3  # one generate call for all three running episodes
+    assert sizes == [3, 3] and len(res) == 3  # each of the 2 rounds: one generate call for all three episodes
     for r in res:
         assert r["rounds"] == 2 and r["end"] in ("max_rounds", "done")
         assert r["format_errors"] == sum("Action:" not in t["value"] for t in r["conversations"][3::2])
@@ -312,7 +394,7 @@ class MoveUp:  # a fixed stub policy
 def test_from_critical_expert_and_stub(tmp_path, capsys):
     sel = make_selection(tmp_path, list(range(4)))
     n_crit = sum(len(r["critical_steps"]) for r in sel.values())
-    assert n_crit >= 8
+    assert n_crit == 21  # every other step of the expert's 12, 11, 10 and 11 steps: 6 + 5 + 5 + 5
     for name, policy in (("expert", None), ("stub", MoveUp())):
         out = tmp_path / f"table6_{name}.jsonl"
         argv = ["--from-critical", str(tmp_path / "sel.jsonl"), "--output", str(out), "--label", "base",
@@ -345,6 +427,14 @@ def test_from_critical_expert_and_stub(tmp_path, capsys):
     t6 = evaluate.report(evaluate.get_args(["--report", str(tmp_path / "table6_stub.jsonl"), "--report-png",
                                             str(tmp_path / "t.png")]))["table6"]["base"]["maze"]
     assert t6["scratch"]["n"] == 4 and t6["critical"]["n"] == n_crit and t6["tasks"] == 4
+    rows = [json.loads(l) for l in open(tmp_path / "table6_stub.jsonl")]
+    restarts = [r for r in rows if r["start"] is not None]
+    solved = lambda rs: 100.0 * sum(r["success"] for r in rs) / len(rs)
+    assert t6["scratch"]["score"] == solved([r for r in rows if r["start"] is None])
+    assert t6["critical"]["score"] == solved(restarts)
+    best = [max(r["success"] for r in restarts if r["item_id"] == i) for i in sel]  # per task: any restart solved
+    assert t6["best"]["n"] == 4 and t6["best"]["score"] == 100.0 * sum(best) / 4
+    assert t6["replay_only"] == sum(r["rounds"] == r["replayed"] for r in restarts)
     assert "From critical step" in capsys.readouterr().out
 
 
