@@ -1,6 +1,7 @@
 """Cheap checks of the demo and benchmark plumbing (the demo itself takes ~30 min and is not run here).
 
-- demo.sh parses (bash -n);
+- demo.sh hands scripts/paper.sh only knobs it reads (a misspelt one is caught), the model where get_smollm2.py
+  puts it, selectors and envs paper.sh can run, and the reader's overrides; paper.sh refuses a missing MODEL;
 - scripts/demo_report.py counts what a run did from the files alone: selected vs not selected per selector (errors
   file vs trajectories the oracle never reached), optimizer steps, episodes, stage times;
 - bench/run_all.py has a way to read every bench/bench_*.py (a pattern in PARSE or the JSON last line), and its
@@ -8,6 +9,8 @@
 """
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -15,8 +18,75 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 
-def test_demo_sh_parses():
-    subprocess.run(["bash", "-n", os.path.join(ROOT, "demo.sh")], check=True)
+def run_demo_sh(tmp_path, **overrides):
+    """Run demo.sh with everything it calls stubbed: a `python` that logs its arguments and does nothing, the venv
+    already installed, and a scripts/paper.sh that saves the environment it was handed. Returns (the variables
+    demo.sh exported to paper.sh, the python command lines). No network, no model, well under a second."""
+    home = tmp_path / "demo"
+    (home / "scripts").mkdir(parents=True)
+    (home / "bin").mkdir()
+    shutil.copy(os.path.join(ROOT, "demo.sh"), home / "demo.sh")
+    shutil.copy(os.path.join(ROOT, "requirements.txt"), home / "requirements.txt")
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    shutil.copy(os.path.join(ROOT, "requirements.txt"), venv / ".atlas-requirements")  # nothing to pip install
+    (home / "bin" / "python").write_text(f'#!/bin/sh\necho "$*" >> {home / "python_calls"}\n')
+    (home / "bin" / "python").chmod(0o755)
+    (home / "scripts" / "paper.sh").write_text(f'env -0 > {home / "paper_env"}\n')
+    base = {"PATH": f"{home / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "VIRTUAL_ENV": str(venv)}
+    subprocess.run(["bash", str(home / "demo.sh")], env={**base, **overrides}, check=True, timeout=30,
+                   capture_output=True, text=True)
+    handed = dict(kv.split("=", 1) for kv in (home / "paper_env").read_text().split("\0") if kv)
+    exported = {k: v for k, v in handed.items() if k not in set(base) | {"PWD", "OLDPWD", "SHLVL", "_"}}
+    return exported, (home / "python_calls").read_text().splitlines()
+
+
+def test_demo_sh_hands_paper_sh_its_knobs(tmp_path):
+    paper = open(os.path.join(ROOT, "scripts", "paper.sh")).read()
+    knobs = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-", paper))  # every variable paper.sh reads with a default
+    assert {"MODEL", "N_TRAIN", "SELECTORS", "ORACLE_GGUF"} <= knobs, sorted(knobs)
+    got, calls = run_demo_sh(tmp_path)
+    # a misspelt knob would be exported and never read: paper.sh would silently run at its (paper) size
+    assert set(got) <= knobs, sorted(set(got) - knobs)
+    assert {"OUT", "MODEL", "ORACLE_GGUF", "N_TRAIN", "N_EVAL", "TRAIN_ENVS", "HELDOUT_ENVS", "SELECTORS",
+            "NPROC", "BATCH", "MAX_CONTEXT", "TABLE6_ENVS"} <= set(got), sorted(got)
+    # the model is where scripts/get_smollm2.py puts it, for both the policy and the gguf oracle
+    get = next(c.split() for c in calls if c.startswith("scripts/get_smollm2.py"))
+    cache = get[get.index("--cache-dir") + 1]
+    gguf_name = re.search(r'^GGUF_NAME = "(.+)"', open(os.path.join(ROOT, "scripts", "get_smollm2.py")).read(),
+                          re.M).group(1)
+    assert got["MODEL"] == f"{cache}/hf" and got["ORACLE_GGUF"] == f"{cache}/{gguf_name}", got
+    # the laptop sizes, and values paper.sh can run with: selectors it knows, envs with bundled data, Table 6
+    # on envs that are trained on (its restarts come from the training set's critical steps)
+    assert (got["N_TRAIN"], got["N_EVAL"], got["EVAL_CONCURRENCY"], got["NPROC"]) == ("8", "2", "2", "2"), got
+    assert set(got["SELECTORS"].split()) <= set(re.findall(r"\bhas (\w+)", paper)), got["SELECTORS"]
+    for env in got["TRAIN_ENVS"].split():
+        assert os.path.exists(os.path.join(ROOT, "data", f"{env}_train.jsonl")), env
+    for env in (got["TRAIN_ENVS"] + " " + got["HELDOUT_ENVS"]).split():
+        assert os.path.exists(os.path.join(ROOT, "data", f"{env}_test_ids.txt")), env
+    assert set(got["TABLE6_ENVS"].split()) <= set(got["TRAIN_ENVS"].split()), got
+    assert int(got["MAX_NEW_TOKENS"]) < int(got["MAX_CONTEXT"]) <= int(got["MAX_LENGTH"]), got
+    # the oracle's settings are select.py's: a flag it does not have would stop every oracle selection
+    select = open(os.path.join(ROOT, "select.py")).read()
+    formats = re.search(r'"--response-format", choices=\[([^\]]*)\]', select).group(1)
+    assert f'"{got["ORACLE_FORMAT"]}"' in formats, (got["ORACLE_FORMAT"], formats)
+    for flag in re.findall(r"--[a-z-]+", got["ORACLE_ARGS"]):
+        assert f'"{flag}"' in select, flag
+    # what the reader sets wins, and the report reads the same run paper.sh wrote
+    got, calls = run_demo_sh(tmp_path / "again", N_TRAIN="64", N_EVAL="8", OUT="out/demo2", TRAIN_ENVS="maze wordle")
+    assert (got["N_TRAIN"], got["N_EVAL"], got["EVAL_CONCURRENCY"], got["OUT"]) == ("64", "8", "8", "out/demo2"), got
+    assert calls[-1] == (f"scripts/demo_report.py --out out/demo2 --model {got['MODEL']} --n-eval 8 "
+                         "--train-envs maze wordle --heldout-envs wordle"), calls
+
+
+def test_paper_sh_refuses_a_missing_model_in_one_line(tmp_path):
+    for model, message in (("", "scripts/paper.sh: set MODEL to the base model folder"),
+                           (str(tmp_path / "nomodel"),
+                            f"scripts/paper.sh: MODEL={tmp_path / 'nomodel'} is not a model folder (no config.json)")):
+        run = subprocess.run(["bash", os.path.join(ROOT, "scripts", "paper.sh")], capture_output=True, text=True,
+                             timeout=30, env={"PATH": os.environ["PATH"], "MODEL": model, "OUT": str(tmp_path / "out")})
+        assert run.returncode == 2 and run.stderr.splitlines() == [message] and run.stdout == "", run
+        assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def _rec(item_id, n_steps):
