@@ -425,7 +425,7 @@ def make_policy(kind, model=None, base_url="http://127.0.0.1:8000/v1", api_key="
         tokenizer = load_chat_tokenizer(model) if os.path.isdir(model) else None
         return OpenAIPolicy(model, base_url, api_key, max_tokens=max_new_tokens, temperature=temperature,
                             timeout=timeout, max_context=max_context, tokenizer=tokenizer)
-    if dtype not in ("auto", "bfloat16", "bf16", "float32", "fp32"):
+    if dtype not in ("auto", "bfloat16", "float32"):
         raise ValueError(f"--dtype {dtype!r}: expected auto, bfloat16 or float32")
     tokenizer = load_chat_tokenizer(model)
     return HFPolicy(model, max_new_tokens=max_new_tokens, max_context=max_context, temperature=temperature,

@@ -39,23 +39,6 @@ import trajectory
 # ----------------------------------------------------------------------------- scoring
 
 
-def token_budget_batches(items, max_tokens):
-    """Group (key, input_ids, spans) items into batches whose padded size (rows x longest row) is at most
-    max_tokens; a single item longer than the budget is a batch of its own. Longest first, so that an
-    out-of-memory error shows on the first batch rather than hours in."""
-    items = sorted(items, key=lambda it: -len(it[1]))
-    batch, longest = [], 0
-    for it in items:
-        n = len(it[1])
-        if batch and (len(batch) + 1) * max(longest, n) > max_tokens:
-            yield batch
-            batch, longest = [], 0
-        batch.append(it)
-        longest = max(longest, n)
-    if batch:
-        yield batch
-
-
 @torch.no_grad()
 def step_ppls(model, batch, chunk=1024):
     """Per-step perplexities for a batch of (key, input_ids, spans) with one forward pass per batch.
@@ -175,17 +158,16 @@ def get_args(argv=None):
     # ---- model
     p.add_argument("--model", required=True, help="base model path or name (the model ATLaS fine-tunes)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path (default: --model)")
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "bf16", "fp32"], default="auto",
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto",
                    help="weights dtype: auto = bf16 on a GPU (or a CPU) with native bf16, else float32 "
-                        "(log-softmax is always fp32); bf16/fp32 are aliases")
+                        "(log-softmax is always fp32)")
     # ---- selection
     p.add_argument("--ratio", type=float, default=0.3,
                    help="select the top ratio of steps by perplexity per trajectory (paper: 0.3), "
                         "k = trajectory.budget(T, ratio) as in select.py")
     # ---- throughput
-    p.add_argument("--batch-tokens", "--max-tokens", dest="batch_tokens", type=int, default=16384,
-                   help="token budget per forward pass (rows x longest row, padding included); --max-tokens is "
-                        "its old name")
+    p.add_argument("--batch-tokens", type=int, default=16384,
+                   help="token budget per forward pass (rows x longest row, padding included)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N input records (smoke tests)")
     return p.parse_args(argv)
 
@@ -255,7 +237,8 @@ def score_all(args, records, tokenizer, model, out, rank, ddp):
     n_steps = n_selected = 0
     t0, n_tokens = time.time(), 0
     bar = tqdm(total=len(items), desc=f"scoring (rank {rank})", disable=rank != 0 and ddp, unit="traj")
-    for batch in token_budget_batches(items, args.batch_tokens):
+    for cut in trajectory.token_budget_batches([len(ids) for _, ids, _ in items], args.batch_tokens):
+        batch = [items[k] for k in cut]
         for (item_id, ids, spans), scores in zip(batch, step_ppls(model, batch)):
             rec = by_id[item_id]
             steps = trajectory.step_indices(rec)
@@ -281,24 +264,14 @@ def score_all(args, records, tokenizer, model, out, rank, ddp):
 
 def main(argv=None):
     args = get_args(argv)
-    # distributed setup from torchrun's environment variables; a plain `python perplexity.py` is rank 0 of 1
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    # ranks meet only at barriers (after reading what is done, before the merge), where one may wait for the
+    # slowest for a long time: hence the long timeout
+    rank, world, device = trajectory.init_distributed("perplexity.py", timeout=datetime.timedelta(hours=12))
     ddp = world > 1
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     try:  # every refusal is one line (on the rank that refuses; torchrun then stops the others)
         records, lock, tokenizer, model, dtype = setup(args, rank, world, device)
     except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"perplexity.py: {e}") from None
-    if ddp:
-        # ranks meet only twice (after reading what is done, and before the merge); a rank may wait there for
-        # the slowest one for a long time, hence the long timeout
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=12))
-    print0 = print if rank == 0 else (lambda *a, **k: None)
-
     order = [rec["item_id"] for rec in records]
     try:
         # each rank cuts a partial last line off its own part file, then all ranks read what is done
@@ -310,8 +283,8 @@ def main(argv=None):
             dist.barrier()  # nobody writes before everybody has read
         todo = [rec for rec in records if rec["item_id"] not in done]
         mine = todo[rank::world]
-        print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to score "
-               f"on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
+        trajectory.print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to "
+                          f"score on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
         score_all(args, mine, tokenizer, model, out, rank, ddp)
         out.close()
         if ddp:

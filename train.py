@@ -32,13 +32,12 @@ import math
 import os
 import shutil
 import sys
-import threading
 import time
 
 from tqdm import tqdm
 
-from trajectory import (IGNORE_INDEX, OutputBusy, RecordError, keep_config, lock_output, read_records,
-                        resolve_dtype, tokenize_record, trim_after_last_loss)
+from trajectory import (IGNORE_INDEX, OutputBusy, RecordError, init_distributed, keep_config, lock_output, print0,
+                        read_records, resolve_dtype, token_budget_batches, tokenize_record, trim_after_last_loss)
 
 # ----------------------------------------------------------------------------- config
 parser = argparse.ArgumentParser(description="ATLaS fine-tuning with the critical-step loss mask (FSDP2)")
@@ -90,7 +89,6 @@ args = parser.parse_args()
 
 rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 master = rank == 0
-print0 = lambda *a, **k: print(*a, **k, flush=True) if master else None
 
 
 def fail(message):
@@ -152,25 +150,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_state_dict, set_model_state_dict, set_state_dict)
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: E402
 
-use_cuda = torch.cuda.is_available()
-if "RANK" in os.environ:
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-else:
-    dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1)
-assert (dist.get_rank(), dist.get_world_size()) == (rank, world_size)
-local_rank = int(os.environ.get("LOCAL_RANK", 0))
-device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-if use_cuda:
-    torch.cuda.set_device(device)
-if "TORCHELASTIC_RUN_ID" in os.environ:
-    # torchrun starts each worker in a session of its own, so `kill` of torchrun's process group misses them and
-    # they would train on (and race a --resume). A worker whose launcher died is re-parented: leave at once.
-    def watch_launcher(launcher=os.getppid()):
-        while os.getppid() == launcher:
-            time.sleep(1.0)
-        print(f"train.py rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
-        os._exit(1)
-    threading.Thread(target=watch_launcher, daemon=True).start()
+rank, world_size, device = init_distributed("train.py", always=True)  # FSDP needs a process group, even alone
+use_cuda = device.type == "cuda"
 torch.manual_seed(args.seed)
 dtype, dtype_reason = resolve_dtype(args.dtype, device.type)
 print0(f"compute dtype {str(dtype).replace('torch.', '')} ({dtype_reason}); master weights, AdamW state and "
@@ -237,14 +218,8 @@ def step_micro_batches(step, r=rank):
     epoch, i = divmod(step, steps_per_epoch)
     batch = epoch_order(epoch)[i * args.batch_size:(i + 1) * args.batch_size]
     mine = sorted(batch, key=lambda j: -len(examples[j][0]))[r::world_size]
-    micro, cur = [], []
-    for j in mine:  # longest first, so a micro-batch's padded length is that of its first row
-        if cur and (len(cur) == args.micro_batch_size or
-                    (len(cur) + 1) * len(examples[cur[0]][0]) > args.micro_batch_tokens):
-            micro.append(cur)
-            cur = []
-        cur.append(j)
-    return micro + [cur] if cur else micro
+    cuts = token_budget_batches([len(examples[j][0]) for j in mine], args.micro_batch_tokens, args.micro_batch_size)
+    return [[mine[k] for k in cut] for cut in cuts]
 
 
 def collate(idx):

@@ -1,4 +1,4 @@
-"""The record format shared by every ATLaS stage, and nothing else.
+"""The record format shared by every ATLaS stage, and what two stages share around it.
 
 A record is one AgentTraj-L trajectory (AgentGym's format):
 
@@ -18,13 +18,15 @@ A *step* is a `gpt` turn whose `loss` is true in the source. Steps are named eve
                                          # bc_trainer ignores `loss` and trains every gpt turn)
     "selection":      {"method": ..., "ratio": ..., ...}   # who selected them and why
 
-Files are JSONL (one record per line) or, for AgentTraj-L as published, one JSON list. This module needs only the
-standard library, so that `select.py` starts fast; the tokenisation of steps (which needs a tokenizer) lives at
-the bottom and imports nothing heavy at module level.
+Files are JSONL (one record per line) or, for AgentTraj-L as published, one JSON list. Below the record: its
+tokenisation into steps, one writer per output with its settings kept, the compute dtype, and the batcher and
+distributed set-up that train.py and perplexity.py share. At import this module needs only the standard library,
+so that `select.py` starts fast: torch and tokenizers are imported inside the functions that need them.
 """
 import json
 import math
 import os
+import sys
 
 ROLES = ("human", "gpt")
 
@@ -424,6 +426,52 @@ def chat_messages(rec):
     return [{"role": CHAT_ROLES[t["from"]], "content": t["value"]} for t in rec["conversations"]]
 
 
+def _render(rec, tokenizer):
+    """The record rendered by the tokenizer's own chat template: (text, token ids, each token's (start, end)
+    character offsets, the ids of the special tokens)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat_template: ATLaS "
+                         f"renders trajectories with the model's own template (use an instruct/chat model folder)")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("tokenize_record needs a fast tokenizer (character offsets); got a slow one")
+    text = tokenizer.apply_chat_template(chat_messages(rec), tokenize=False)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    special = set(tokenizer.all_special_ids)
+    special |= {i for i, t in tokenizer.added_tokens_decoder.items() if getattr(t, "special", False)}
+    return text, list(enc["input_ids"]), enc["offset_mapping"], special
+
+
+def _gpt_token_spans(rec, text, ids, offsets, special):
+    """{conversation index: (first, end)} token range of every gpt turn's loss tokens (see tokenize_record): each
+    turn's content is found in the rendered text, in order, and mapped to tokens by their character offsets."""
+    import bisect
+    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
+    token_spans, pos = {}, 0
+    for i, turn in enumerate(rec["conversations"]):
+        value = turn["value"]
+        content = value.strip()
+        c0 = text.find(content, pos)
+        if c0 < 0:
+            raise RecordError(f"item_id {rec.get('item_id')!r}: the chat template changed the content of "
+                              f"conversations[{i}]; cannot locate it in the rendered text")
+        c1 = c0 + len(content)
+        # Llama/Mistral templates trim the content, Qwen's copies it as is: take the surrounding whitespace
+        # too when the template kept it
+        lead, trail = value[:len(value) - len(value.lstrip())], value[len(value.rstrip()):]
+        if text[c0 - len(lead):c0] == lead and text[c1:c1 + len(trail)] == trail:
+            c0, c1 = c0 - len(lead), c1 + len(trail)
+        pos = c1
+        if turn["from"] != "gpt":
+            continue
+        first = bisect.bisect_right(ends, c0)      # first token ending after the content starts
+        last = bisect.bisect_left(starts, c1)      # one past the last token starting inside the content
+        k = last  # then through the first special token (end of turn) if only whitespace lies between
+        while k < len(ids) and ids[k] not in special and not text[starts[k]:ends[k]].strip():
+            k += 1
+        token_spans[i] = (first, k + 1 if k < len(ids) and ids[k] in special else last)
+    return token_spans
+
+
 def tokenize_record(rec, tokenizer, max_length=None):
     """Tokenise a record with the tokenizer's own chat template and find every gpt turn's loss tokens.
 
@@ -449,46 +497,8 @@ def tokenize_record(rec, tokenizer, max_length=None):
     Truncation rule: a sequence longer than max_length keeps its first max_length tokens; a turn whose span
     does not fit entirely is dropped (no label, no span) and counted, never trained or scored half-cut.
     """
-    import bisect
-    conv = rec["conversations"]
-    item = rec.get("item_id")
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(f"the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat_template: ATLaS "
-                         f"renders trajectories with the model's own template (use an instruct/chat model folder)")
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("tokenize_record needs a fast tokenizer (character offsets); got a slow one")
-    text = tokenizer.apply_chat_template(chat_messages(rec), tokenize=False)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
-    special = set(tokenizer.all_special_ids)
-    special |= {i for i, t in tokenizer.added_tokens_decoder.items() if getattr(t, "special", False)}
-
-    token_spans, pos = {}, 0
-    for i, turn in enumerate(conv):
-        value = turn["value"]
-        content = value.strip()
-        c0 = text.find(content, pos)
-        if c0 < 0:
-            raise RecordError(f"item_id {item!r}: the chat template changed the content of conversations[{i}]; "
-                              f"cannot locate it in the rendered text")
-        c1 = c0 + len(content)
-        # Llama/Mistral templates trim the content, Qwen's copies it as is: take the surrounding whitespace
-        # too when the template kept it
-        lead, trail = value[:len(value) - len(value.lstrip())], value[len(value.rstrip()):]
-        if text[c0 - len(lead):c0] == lead and text[c1:c1 + len(trail)] == trail:
-            c0, c1 = c0 - len(lead), c1 + len(trail)
-        pos = c1
-        if turn["from"] != "gpt":
-            continue
-        first = bisect.bisect_right(ends, c0)      # first token ending after the content starts
-        last = bisect.bisect_left(starts, c1)      # one past the last token starting inside the content
-        k = last
-        while k < len(ids) and ids[k] not in special and not text[starts[k]:ends[k]].strip():
-            k += 1
-        end = k + 1 if k < len(ids) and ids[k] in special else last
-        token_spans[i] = (first, end)
-
+    text, ids, offsets, special = _render(rec, tokenizer)
+    token_spans = _gpt_token_spans(rec, text, ids, offsets, special)
     n_tokens = len(ids)
     if max_length is not None and n_tokens > max_length:
         ids = ids[:max_length]
@@ -646,9 +656,9 @@ def resolve_dtype(name, device_type):
     """(torch dtype, reason) for `--dtype auto|bfloat16|float32` on `device_type` ("cuda" or "cpu"). auto: bf16 on
     a GPU that supports it, bf16 on a CPU with native bf16 matmul, float32 otherwise."""
     import torch
-    if name in ("bfloat16", "bf16"):
+    if name == "bfloat16":
         return torch.bfloat16, "asked for"
-    if name in ("float32", "fp32"):
+    if name == "float32":
         return torch.float32, "asked for"
     if name != "auto":
         raise ValueError(f"--dtype {name!r}: expected auto, bfloat16 or float32")
@@ -659,3 +669,61 @@ def resolve_dtype(name, device_type):
     if cpu_has_native_bf16():
         return torch.bfloat16, "auto: the CPU has native bf16 matmul (avx512_bf16/amx_bf16)"
     return torch.float32, "auto: the CPU has no native bf16 matmul (no avx512_bf16/amx_bf16), fp32 is faster"
+
+
+# ----------------------------------------------------------------------------- batching and ranks (train, perplexity)
+
+def token_budget_batches(lengths, max_tokens, max_rows=None):
+    """Indices into `lengths`, longest first, cut greedily into batches whose padded size (rows x longest row) is
+    at most max_tokens and which hold at most max_rows rows; an item longer than the budget is a batch of its own.
+    Longest first: neighbours have similar lengths (little padding), and an out-of-memory error shows on the first
+    batch rather than hours in. The sort is stable: equal lengths keep their order."""
+    batches, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        # cur[0] is the longest row of cur, so (len(cur) + 1) * lengths[cur[0]] is the padded size with row i
+        if cur and (len(cur) == max_rows or (len(cur) + 1) * lengths[cur[0]] > max_tokens):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    return batches + [cur] if cur else batches
+
+
+def print0(*args, **kwargs):
+    """print, flushed, on rank 0 only (RANK from torchrun's environment; a plain `python` run is rank 0)."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def init_distributed(name, always=False, timeout=None):
+    """torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) -> (rank, world_size, device); a plain `python` run is
+    rank 0 of 1. The process group (NCCL on GPUs, gloo on CPUs) is made when there is more than one rank, or
+    `always` (FSDP needs one even alone: then a world of one on an in-memory store). `timeout`: a
+    datetime.timedelta for collectives, for ranks that may wait long for the slowest one.
+
+    torchrun starts each worker in a session of its own, so `kill` of torchrun's process group misses them: they
+    would go on working (and race a rerun's --resume). So a worker watches its launcher and leaves, with
+    os._exit (a thread cannot end the process otherwise), once the launcher is gone."""
+    import threading
+    import time
+    import torch
+    import torch.distributed as dist
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    use_cuda = torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    backend, extra = "nccl" if use_cuda else "gloo", {} if timeout is None else {"timeout": timeout}
+    if world > 1 or (always and "RANK" in os.environ):
+        dist.init_process_group(backend, **extra)
+    elif always:
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, **extra)
+    if dist.is_initialized():
+        assert (dist.get_rank(), dist.get_world_size()) == (rank, world)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        def watch_launcher(launcher=os.getppid()):
+            while os.getppid() == launcher:
+                time.sleep(1.0)
+            print(f"{name} rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
+            os._exit(1)
+        threading.Thread(target=watch_launcher, daemon=True).start()
+    return rank, world, device

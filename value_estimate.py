@@ -221,7 +221,7 @@ def get_args(argv=None):
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
     p.add_argument("--api-key", default="EMPTY", help="openai: API key (never written to any file)")
     p.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "bf16", "fp32"], default="auto",
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto",
                    help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature (paper/IPR: 1)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="tokens per policy turn")

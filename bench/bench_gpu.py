@@ -163,7 +163,7 @@ def run_perplexity():
         if os.path.exists(p):
             os.remove(p)
     cmd = [sys.executable, os.path.join(ROOT, "perplexity.py"), "--input", data_path, "--output", out, "--model",
-           model_dir, "--max-length", str(args.max_length), "--max-tokens", str(2 * args.max_length)]
+           model_dir, "--max-length", str(args.max_length), "--batch-tokens", str(2 * args.max_length)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     found = re.findall(r"([\d.]+) tokens/s", r.stdout + r.stderr)
     if r.returncode or not found:

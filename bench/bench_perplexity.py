@@ -2,7 +2,7 @@
 
     python bench/bench_perplexity.py                                  # bundled maze trajectories with >= 10 steps
     python bench/bench_perplexity.py --model tiny --n 12              # a random 6-layer Llama, a minute on a laptop
-    python bench/bench_perplexity.py --input data/agenttraj_l.json --model meta-llama/Llama-3.1-8B-Instruct --dtype bf16
+    python bench/bench_perplexity.py --input data/agenttraj_l.json --model meta-llama/Llama-3.1-8B-Instruct --dtype bfloat16
 
 Both ways run perplexity.step_ppls, i.e. the same kernels; only the number of forward passes differs:
   naive     one pass per step over the prefix that ends with the step (the per-step definition of eq. 5)
@@ -30,14 +30,15 @@ p.add_argument("--min-steps", type=int, default=10, help="use trajectories with 
 p.add_argument("--n", type=int, default=6, help="number of trajectories")
 p.add_argument("--model", default=None, help="model folder, or 'tiny' for the random 6-layer Llama (default: see the "
                                           "docstring)")
-p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="model dtype")
-p.add_argument("--max-tokens", type=int, default=16384, help="token budget of the batched one-pass way")
+p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="model dtype")
+p.add_argument("--batch-tokens", type=int, default=16384, help="token budget of the batched one-pass way (as in "
+                                                               "perplexity.py)")
 p.add_argument("--repeats", type=int, default=1, help="time each way this many times, keep the fastest")
 args = p.parse_args()
 
 torch.manual_seed(0)
 device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+dtype = getattr(torch, args.dtype)
 model_path = None if args.model == "tiny" else args.model or (os.path.join(ROOT, "cache", "smollm2", "hf")
                             if os.path.exists(os.path.join(ROOT, "cache", "smollm2", "hf", "config.json")) else None)
 if model_path:
@@ -86,7 +87,8 @@ def one_pass():
 
 def batched():
     got = {}
-    for batch in perplexity.token_budget_batches(items, args.max_tokens):
+    for cut in trajectory.token_budget_batches([len(it[1]) for it in items], args.batch_tokens):
+        batch = [items[k] for k in cut]
         for it, scores in zip(batch, perplexity.step_ppls(model, batch)):
             got[it[0]] = scores
     return [got[key] for key, _, _ in items]

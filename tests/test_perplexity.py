@@ -77,12 +77,16 @@ def test_top_steps_budget_and_ties():
 
 
 def test_token_budget_batches():
-    items = [(i, [0] * n, {}) for i, n in enumerate([5, 30, 12, 12, 40, 3])]
-    batches = list(perplexity.token_budget_batches(items, 36))
-    assert sorted(i for b in batches for i, _, _ in b) == list(range(6))
+    """The one batcher of train.py (micro-batches: rows and tokens) and perplexity.py (forward passes: tokens)."""
+    lengths = [5, 30, 12, 12, 40, 3]
+    batches = trajectory.token_budget_batches(lengths, 36)
+    # longest first (40 alone: over the budget), stable among equal lengths, each cut as late as the budget allows
+    assert batches == [[4], [1], [2, 3, 0], [5]]
+    assert sorted(i for b in batches for i in b) == list(range(6))
     for b in batches:
-        assert len(b) == 1 or len(b) * max(len(x) for _, x, _ in b) <= 36
-    assert [len(x) for _, x, _ in batches[0]] == [40]  # longest first, alone because it exceeds the budget
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 36
+    assert trajectory.token_budget_batches(lengths, 1000, max_rows=2) == [[4, 1], [2, 3], [0, 5]]
+    assert trajectory.token_budget_batches([], 10) == []
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,7 @@ def tiny_run(tmp_path_factory):
     inp = d / "in.jsonl"
     trajectory.write_jsonl(inp, recs)
     ref = d / "ref.jsonl"
-    perplexity.main(["--input", str(inp), "--output", str(ref), "--model", folder, "--max-tokens", "600"])
+    perplexity.main(["--input", str(inp), "--output", str(ref), "--model", folder, "--batch-tokens", "600"])
     return d, folder, recs, inp, {r["item_id"]: r for r in trajectory.read_records(ref)}
 
 
@@ -126,7 +130,7 @@ def test_resume_after_kill(tiny_run, tmp_path):
     slow = ("import sys, time, perplexity; f = perplexity.step_ppls\n"
             "def slow(*a, **k):\n    time.sleep(0.2); return f(*a, **k)\n"
             "perplexity.step_ppls = slow; perplexity.main(sys.argv[1:])")
-    args = ["--input", str(inp), "--output", str(out), "--model", folder, "--max-tokens", "1"]
+    args = ["--input", str(inp), "--output", str(out), "--model", folder, "--batch-tokens", "1"]
     proc = subprocess.Popen([PY, "-c", slow] + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
@@ -168,7 +172,7 @@ def test_torchrun_two_ranks_equal_single(tiny_run, tmp_path):
     out = tmp_path / "out.jsonl"
     subprocess.run([os.path.join(os.path.dirname(PY), "torchrun"), "--nproc_per_node", "2", "--master_port", "29517",
                     "perplexity.py", "--input", str(inp), "--output", str(out), "--model", folder,
-                    "--max-tokens", "600"], cwd=ROOT, check=True, capture_output=True,
+                    "--batch-tokens", "600"], cwd=ROOT, check=True, capture_output=True,
                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     got = _lines(out)
     assert [r["item_id"] for r in got] == [r["item_id"] for r in recs]  # merged in input order
