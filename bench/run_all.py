@@ -66,7 +66,13 @@ def cpu_name():
 
 
 def parse(name, stdout):
-    """[(metric, value or None, goal)] from a bench's stdout."""
+    """[(metric, value or None, goal)] from a bench's stdout: its JSON last line, or else PARSE's patterns."""
+    rows = json_ratios(stdout)
+    return find(PARSE.get(name, []), stdout) if rows is None else rows
+
+
+def json_ratios(stdout):
+    """[(metric, value, goal)] from a last line {"ratios": {...}, "goals": {...}}; None without one."""
     lines = [l for l in stdout.splitlines() if l.strip()]
     if lines:
         try:
@@ -76,30 +82,41 @@ def parse(name, stdout):
                 return [(k, float(v), goals.get(k, "")) for k, v in last["ratios"].items()]
         except ValueError:
             pass
+    return None
+
+
+def find(patterns, stdout):
+    """[(metric, the number of the LAST match of its regex or None, goal)]"""
     rows = []
-    for metric, rx, goal in PARSE.get(name, []):
+    for metric, rx, goal in patterns:
         found = re.findall(rx, stdout)
         rows.append((metric, float(found[-1]) if found else None, goal))
     return rows
 
 
-def main():
+def get_args():
     p = argparse.ArgumentParser(description="run every bench/bench_*.py and print one table of ratios")
     p.add_argument("--only", nargs="*", default=None, help="bench names to run (e.g. select train); default: all")
     p.add_argument("--timeout", type=int, default=1800, help="seconds one bench may take before it is stopped")
     p.add_argument("--logs", default=os.path.join(ROOT, "out", "bench"), help="where each bench's output goes")
     p.add_argument("--results", default=None, help="also append a dated markdown section to this file")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def pick_benches(only):
+    """The bench files to run, in name order: all of bench/bench_*.py, or those named in --only."""
     benches = sorted(glob.glob(os.path.join(ROOT, "bench", "bench_*.py")))
     names = [os.path.basename(b)[len("bench_"):-3] for b in benches]
-    if args.only:
-        unknown = set(args.only) - set(names)
+    if only:
+        unknown = set(only) - set(names)
         if unknown:
             sys.exit(f"unknown bench(es) {sorted(unknown)}; there are: {', '.join(names)}")
-        benches = [b for b, n in zip(benches, names) if n in args.only]
-    os.makedirs(args.logs, exist_ok=True)
+        benches = [b for b, n in zip(benches, names) if n in only]
+    return benches
 
+
+def describe_machine():
+    """(one line naming CPU, memory, OS, Python, torch, GPU and the CPU's avx/amx/bf16 flags; whether CUDA is there)"""
     machine = (f"{cpu_name()}, {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
                f" GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}")
     has_cuda = False
@@ -118,58 +135,77 @@ def main():
             flags |= set(line.split(":", 1)[1].split())
     machine += (f", CPU flags: {' '.join(sorted(f for f in flags if 'avx' in f or 'amx' in f or 'bf16' in f)) or '-'}"
                 f" (native bf16 matmul: {'yes' if cpu_has_native_bf16() else 'no'})")
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load0 = os.getloadavg()[0]
-    print(f"{started} | {machine} | load average {load0:.1f}")
+    return machine, has_cuda
 
-    table = []  # (bench, metric, value, goal, seconds, note)
-    for path in benches:
-        name = os.path.basename(path)[len("bench_"):-3]
-        log = os.path.join(args.logs, f"{name}.log")
-        if name == "gpu" and not has_cuda:  # its CPU smoke path runs in the tests; here it would measure nothing
-            print(f"\n--- bench_{name}.py: skipped, no CUDA device", flush=True)
-            table.append((name, "skipped: no CUDA device (the test runs its --smoke path)", None, "", 0))
-            continue
-        print(f"\n--- bench_{name}.py (log: {log})", flush=True)
-        t0 = time.time()
-        try:
-            run = subprocess.run([sys.executable, path], cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
-            rc, stdout, stderr = run.returncode, run.stdout, run.stderr
-        except subprocess.TimeoutExpired as e:
-            rc, stdout, stderr = "timeout", (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
-        dt = time.time() - t0
-        with open(log, "w") as f:
-            f.write(stdout + "\n--- stderr\n" + stderr)
-        lines = [l for l in stdout.splitlines() if l.strip()]
-        print("\n".join(lines[-6:]))
-        rows = parse(name, stdout)
-        if rc != 0:
-            tail = (stderr.strip().splitlines() or ["?"])[-1][:100]
-            table.append((name, f"FAILED (exit {rc}): {tail}", None, "", dt))
-            continue
-        if not rows:
-            table.append((name, "no parser for this bench; last line: " + (lines[-1][:80] if lines else ""), None, "", dt))
-        for metric, value, goal in rows:
-            table.append((name, metric if value is not None else f"{metric} (unparsed; see log)", value, goal, dt))
 
+def run_bench(path, args, has_cuda):
+    """Run one bench, its output to its log; its rows of the table: (bench, metric, value, goal, seconds)."""
+    name = os.path.basename(path)[len("bench_"):-3]
+    log = os.path.join(args.logs, f"{name}.log")
+    if name == "gpu" and not has_cuda:  # its CPU smoke path runs in the tests; here it would measure nothing
+        print(f"\n--- bench_{name}.py: skipped, no CUDA device", flush=True)
+        return [(name, "skipped: no CUDA device (the test runs its --smoke path)", None, "", 0)]
+    print(f"\n--- bench_{name}.py (log: {log})", flush=True)
+    t0 = time.time()
+    try:
+        run = subprocess.run([sys.executable, path], cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+        rc, stdout, stderr = run.returncode, run.stdout, run.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, stdout, stderr = "timeout", (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
+    dt = time.time() - t0
+    with open(log, "w") as f:
+        f.write(stdout + "\n--- stderr\n" + stderr)
+    lines = [l for l in stdout.splitlines() if l.strip()]
+    print("\n".join(lines[-6:]))
+    rows = parse(name, stdout)
+    if rc != 0:
+        tail = (stderr.strip().splitlines() or ["?"])[-1][:100]
+        return [(name, f"FAILED (exit {rc}): {tail}", None, "", dt)]
+    if not rows:
+        return [(name, "no parser for this bench; last line: " + (lines[-1][:80] if lines else ""), None, "", dt)]
+    return [(name, metric if value is not None else f"{metric} (unparsed; see log)", value, goal, dt)
+            for metric, value, goal in rows]
+
+
+def number(value):
+    return "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
+
+
+def print_table(table):
     w = max([len(m) for _, m, _, _, _ in table] + [10])
     head = f"{'bench':11} {'metric':{w}} {'value':>9} {'goal':>10} {'bench s':>8}"
     out = [head, "-" * len(head)]
     for name, metric, value, goal, dt in table:
-        v = "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
-        out.append(f"{name:11} {metric:{w}} {v:>9} {goal:>10} {dt:8.0f}")
+        out.append(f"{name:11} {metric:{w}} {number(value):>9} {goal:>10} {dt:8.0f}")
     print("\n" + "\n".join(out))
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
+
+def append_results(path, table, started, machine, load0):
+    """A dated markdown section: the machine, the load, the command and the table."""
+    with open(path, "a") as f:
+        f.write(f"\n## Run of {started}\n\nMachine: {machine}; load average at the start "
+                f"{load0:.1f}, at the end {os.getloadavg()[0]:.1f} (other work shares the machine).\nCommand: `python bench/run_all.py`\n\n")
+        f.write("| bench | metric | value | goal | bench s |\n|---|---|---|---|---|\n")
+        for name, metric, value, goal, dt in table:
+            f.write(f"| {name} | {metric} | {number(value)} | {goal} | {dt:.0f} |\n")
+    print(f"appended to {path}")
+
+
+def main():
+    args = get_args()
+    benches = pick_benches(args.only)
+    os.makedirs(args.logs, exist_ok=True)
+    machine, has_cuda = describe_machine()
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load0 = os.getloadavg()[0]
+    print(f"{started} | {machine} | load average {load0:.1f}")
+    table = []  # (bench, metric, value, goal, seconds)
+    for path in benches:
+        table += run_bench(path, args, has_cuda)
+    print_table(table)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     if args.results:
-        with open(args.results, "a") as f:
-            f.write(f"\n## Run of {started}\n\nMachine: {machine}; load average at the start "
-                    f"{load0:.1f}, at the end {os.getloadavg()[0]:.1f} (other work shares the machine).\nCommand: `python bench/run_all.py`\n\n")
-            f.write("| bench | metric | value | goal | bench s |\n|---|---|---|---|---|\n")
-            for name, metric, value, goal, dt in table:
-                v = "-" if value is None else (f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}")
-                f.write(f"| {name} | {metric} | {v} | {goal} | {dt:.0f} |\n")
-        print(f"appended to {args.results}")
+        append_results(args.results, table, started, machine, load0)
 
 
 if __name__ == "__main__":
