@@ -8,8 +8,13 @@ measured in this same run, on this machine, now.
 
 Each bench prints its numbers in its own words; the ratios are read from its stdout (a last line that is a JSON
 object {"ratios": {name: value}} wins; otherwise the patterns in PARSE below, one per bench, pick the numbers out
-of the lines the bench prints). A bench whose output no longer matches is shown as "unparsed" with its last
-line, never silently dropped. Full outputs go to out/bench/<name>.log.
+of the lines the bench prints; the patterns in ALWAYS are read in both cases, e.g. bench_kv's "identical greedy
+outputs"). A bench whose output no longer matches is shown as "unparsed" with its last line, never silently
+dropped. Full outputs go to out/bench/<name>.log.
+
+What one run gives (issue 12), among the rest: train.py tokens/s bf16 / fp32 on this CPU (bench_train), and the
+hf policy's evaluation episodes/s with KV reuse / re-prefill on SmolLM2-135M maze episodes with the number of
+episodes whose greedy outputs were identical (bench_kv; it fails, shown as FAILED with its reason, if any differ).
 
 Benches run sequentially: they time things and would disturb each other on a 2-core machine. The machine's load
 average is printed before and after, because the other processes running on it count.
@@ -55,6 +60,17 @@ PARSE = {
     ],
 }
 
+# bench name -> [(metric, regex with one number group, goal)] read from stdout whether or not a JSON last line gives
+# the ratios: what a bench states in words only. bench_kv compares the greedy conversations of KV reuse and
+# re-prefill and exits 1 if any differ: this row gives the number of episodes found identical.
+ALWAYS = {
+    "kv": [("hf eval: episodes with identical greedy outputs, KV reuse vs re-prefill",
+            r"greedy conversations identical in all (\d+) episodes", "all")],
+}
+# bench name -> regex of the stdout line that says why the bench failed (shown instead of stderr's last line)
+FAILS = {"kv": r"NOT IDENTICAL: .*"}
+
+
 def cpu_name():
     try:
         for line in open("/proc/cpuinfo"):
@@ -66,9 +82,10 @@ def cpu_name():
 
 
 def parse(name, stdout):
-    """[(metric, value or None, goal)] from a bench's stdout: its JSON last line, or else PARSE's patterns."""
+    """[(metric, value or None, goal)] from a bench's stdout: its JSON last line or else PARSE's patterns, then
+    ALWAYS's."""
     rows = json_ratios(stdout)
-    return find(PARSE.get(name, []), stdout) if rows is None else rows
+    return (find(PARSE.get(name, []), stdout) if rows is None else rows) + find(ALWAYS.get(name, []), stdout)
 
 
 def json_ratios(stdout):
@@ -159,7 +176,8 @@ def run_bench(path, args, has_cuda):
     print("\n".join(lines[-6:]))
     rows = parse(name, stdout)
     if rc != 0:
-        tail = (stderr.strip().splitlines() or ["?"])[-1][:100]
+        said = re.findall(FAILS[name], stdout) if name in FAILS else []
+        tail = (said or stderr.strip().splitlines() or ["?"])[-1][:100]
         return [(name, f"FAILED (exit {rc}): {tail}", None, "", dt)]
     if not rows:
         return [(name, "no parser for this bench; last line: " + (lines[-1][:80] if lines else ""), None, "", dt)]

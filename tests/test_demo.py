@@ -5,7 +5,8 @@
 - scripts/demo_report.py counts what a run did from the files alone: selected vs not selected per selector (errors
   file vs trajectories the oracle never reached), optimizer steps, episodes, stage times;
 - bench/run_all.py has a way to read every bench/bench_*.py (a pattern in PARSE or the JSON last line), and its
-  patterns pick the right number out of lines in the form the benches print.
+  patterns pick the right number out of lines in the form the benches print; one run gives issue 12's numbers
+  (bench_train's bf16 / fp32 tok/s, bench_kv's KV reuse / re-prefill ratio and identical greedy outputs).
 """
 import json
 import os
@@ -198,3 +199,37 @@ def test_run_all_patterns():
     # a JSON last line wins over the patterns
     assert run_all.parse("select", "loop: 1/s -> ratio 0.5\n" + json.dumps({"ratios": {"a": 2.0}})) == \
         [("a", 2.0, "")]
+
+
+KV_OK = ("KV reuse  : 2 episodes, 4 rounds in 0.2s -> 10.9691 episodes/s, 21.938 rounds/s; tokens prefilled 4248, "
+         "reused 4055, fallbacks 0; ends ['max_rounds']\n"  # the last lines of bench_kv.py --model tiny
+         "greedy conversations identical in all 2 episodes; KV reuse / re-prefill episodes/s: 2.99x (goal >= 3x)\n"
+         '{"ratios": {"hf eval episodes/s KV reuse / re-prefill (tiny maze)": 2.992}, "goals": '
+         '{"hf eval episodes/s KV reuse / re-prefill (tiny maze)": ">= 3"}}\n')
+
+
+def test_run_all_reads_issue_12_numbers(tmp_path):
+    """One run_all.py run gives train.py bf16 / fp32 tok/s (bench_train's JSON line) and bench_kv's KV reuse /
+    re-prefill ratio with the number of episodes whose greedy outputs were identical; a bench_kv that found
+    different outputs is a FAILED row that says so."""
+    import argparse
+    import run_all
+    assert '"train.py tok/s bf16 / fp32 on this CPU"' in open(os.path.join(ROOT, "bench", "bench_train.py")).read()
+    train = json.dumps({"ratios": {"train.py tok/s / HF Trainer tok/s": 1.2, "train.py tok/s bf16 / fp32 on this CPU":
+                                   0.61}, "goals": {"train.py tok/s bf16 / fp32 on this CPU": ">= 1.8 if native bf16"}})
+    assert ("train.py tok/s bf16 / fp32 on this CPU", 0.61, ">= 1.8 if native bf16") in run_all.parse("train", train)
+    identical = "hf eval: episodes with identical greedy outputs, KV reuse vs re-prefill"
+    assert run_all.parse("kv", KV_OK) == [("hf eval episodes/s KV reuse / re-prefill (tiny maze)", 2.992, ">= 3"),
+                                          (identical, 2.0, "all")]
+    # through run_bench, as run_all.py runs a bench: a fake bench_kv.py that prints those lines, then one that fails
+    fake = tmp_path / "bench_kv.py"
+    args = argparse.Namespace(logs=str(tmp_path), timeout=60)
+    fake.write_text(f"print({KV_OK!r})\n")
+    rows = run_all.run_bench(str(fake), args, has_cuda=False)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("kv", "hf eval episodes/s KV reuse / re-prefill (tiny maze)",
+                                                   2.992), ("kv", identical, 2.0)], rows
+    fake.write_text("import sys\nprint('NOT IDENTICAL: 1 of 2 episodes differ; first maze_0: (\"a\", \"b\")')\n"
+                    "print('  round 30: 1 episodes, answers [64] tokens, 1.0s', file=sys.stderr)\nsys.exit(1)\n")
+    rows = run_all.run_bench(str(fake), args, has_cuda=False)
+    assert len(rows) == 1 and rows[0][1].startswith("FAILED (exit 1): NOT IDENTICAL: 1 of 2 episodes differ"), rows
+    assert "NOT IDENTICAL" in (tmp_path / "kv.log").read_text()
