@@ -41,7 +41,7 @@ import contextlib
 import io
 import threading
 import warnings
-from collections import deque
+from collections import deque, namedtuple
 
 import numpy as np
 
@@ -112,10 +112,16 @@ def _find_path(start, start_dir, target, blocked, xs, ys, arrive):
     return None
 
 
-def describe(env, obs=None):
-    """AgentGym's text view (postprocess_obs) of the minigrid observation `obs` that reset/step returned (None:
-    the current state's), with the agent's position, heading and load taken from the env as AgentGym does.
-    Returns (description, actions: {name: [primitive actions]} in AgentGym's order, errors: {name: message})."""
+# What the agent sees, in the env's absolute coordinates: its cell `pos`, heading `d` with the forward and right unit
+# vectors `f` and `r`, AgentGym's search window `xs` x `ys`, the visible objects `objs` as (name, cell, Manhattan
+# distance) nearest first, the walls and boxes straight ahead `barriers` as (kind, distance) nearest first, the cells
+# `blocked` for the path search, and what the agent is `carrying` (a minigrid object or None).
+View = namedtuple("View", "pos d f r xs ys objs barriers blocked carrying")
+
+
+def see(env, obs=None):
+    """The View of the minigrid observation `obs` (None: the current state's), with the agent's position, heading
+    and load taken from the env as AgentGym does."""
     u = env.unwrapped
     image = (u.gen_obs() if obs is None else obs)["image"]
     vs, d = u.agent_view_size, u.agent_dir
@@ -129,7 +135,7 @@ def describe(env, obs=None):
         ranges.append(range(border, top_left[k] + 1) if border < top_left[k] else range(top_left[k], border))
     xs, ys = ranges
 
-    objs, barriers = [], []  # objs: (name, abs_pos, manhattan distance); barriers: walls/boxes straight ahead
+    objs, barriers = [], []
     for vj in range(vs):
         for vi in range(vs):
             ai, aj = top_left[0] - f[0] * vj + r[0] * vi, top_left[1] - f[1] * vj + r[1] * vi
@@ -148,21 +154,25 @@ def describe(env, obs=None):
     objs.sort(key=lambda o: o[2])  # stable: ties keep scan order, as in AgentGym
     barriers.sort(key=lambda b: b[1])
     blocked = {p for name, p, _ in objs if _blocks(name)}
+    return View(pos, d, f, r, xs, ys, objs, barriers, blocked, u.carrying)
 
-    def rel_of(p):
-        rel = (p[0] - pos[0], p[1] - pos[1])
-        return f[0] * rel[0] + f[1] * rel[1], r[0] * rel[0] + r[1] * rel[1]
 
-    def path(p, arrive):
-        return _find_path(pos, d, p, blocked, xs, ys, arrive)
+def _path(view, target, arrive):
+    """_find_path from where the agent stands, inside its view."""
+    return _find_path(view.pos, view.d, target, view.blocked, view.xs, view.ys, arrive)
 
-    # ---- description
-    if objs:
+
+def observation_text(view):
+    """AgentGym's words for the view: each visible object but walls with its steps ahead and to the side, the
+    nearest wall or box straight ahead, and what the agent carries."""
+    pos, f, r = view.pos, view.f, view.r
+    if view.objs:
         text, seen = "In front of you in this room, you can see several objects: ", {}
-        for name, p, _ in objs:
+        for name, p, _ in view.objs:
             if "wall" in name:
                 continue
-            front, right = rel_of(p)
+            rel = (p[0] - pos[0], p[1] - pos[1])
+            front, right = f[0] * rel[0] + f[1] * rel[1], r[0] * rel[0] + r[1] * rel[1]
             if right == 0:
                 where = f"right in front of you {front} steps away. "
             elif right > 0:
@@ -174,45 +184,66 @@ def describe(env, obs=None):
     else:
         text = "You cannot see any objects within sight."
     text += "The room has walls around you. "
-    if barriers:
-        text += f"You are facing a {barriers[0][0]} {barriers[0][1]} steps away. "
-    carrying = u.carrying
+    if view.barriers:
+        text += f"You are facing a {view.barriers[0][0]} {view.barriers[0][1]} steps away. "
+    carrying = view.carrying
     text += f"You are carrying a {carrying.color} {carrying.type}." if carrying else "You are not carrying anything."
+    return text
 
-    # ---- high-level actions, in AgentGym's order (the order of the "Available actions" list)
+
+def available_actions(view):
+    """The high-level actions valid in this view, {name: [primitive actions]} in AgentGym's order (the order of
+    its "Available actions" list), and AgentGym's error text for each it refuses, {name: message}."""
     actions, errors = {"turn left": [LEFT], "turn right": [RIGHT]}, {}
-    if not barriers or barriers[0][1] > 1:
+    if not view.barriers or view.barriers[0][1] > 1:
         actions["move forward"] = [FORWARD]
     else:
         errors["move forward"] = "There is a barrier in front of you, you can't move forward."
+    # the groups in AgentGym's order; update() places and overwrites names as one pass assigning them would
+    for group in (pickup_and_drop, door_actions, go_to_actions):
+        more_actions, more_errors = group(view)
+        actions.update(more_actions)
+        errors.update(more_errors)
+    actions["check available actions"] = []
+    return actions, errors
+
+
+def pickup_and_drop(view):
+    """'pickup X k' for each object the agent can reach with empty hands, else 'drop' if the cell ahead is free."""
+    actions, errors, carrying = {}, {}, view.carrying
     if carrying is None:
         count = {}
-        for name, p, _ in objs:
+        for name, p, _ in view.objs:
             if "wall" in name or "door" in name or "goal" in name:
                 continue
-            steps = path(p, False)
+            steps = _path(view, p, False)
             if steps is not None:  # numbering counts only reachable objects, as in AgentGym
                 count[name] = count.get(name, 0) + 1
                 actions[f"pickup {name} {count[name]}"] = steps + [PICKUP]
             else:
                 k = count.get(name, 0) + 1
                 errors[f"pickup {name} {k}"] = f"You cannot pickup {name} {k}, as there is no path leading to it."
-    if carrying is not None:
-        front_cell = (pos[0] + f[0], pos[1] + f[1])
-        if any(p == front_cell and _blocks(name) for name, p, _ in objs):
+        errors["drop"] = "You cannot drop the object, as you are not carrying anything."
+    else:
+        front_cell = (view.pos[0] + view.f[0], view.pos[1] + view.f[1])
+        if any(p == front_cell and _blocks(name) for name, p, _ in view.objs):
             errors["drop"] = "You cannot drop the object, as there is already an object in front of you."
         else:
             actions["drop"] = [DROP]
-    else:
-        errors["drop"] = "You cannot drop the object, as you are not carrying anything."
-    doors = {}
-    for name, p, _ in objs:
+    return actions, errors
+
+
+def door_actions(view):
+    """'go through' each reachable open door, 'toggle and go through' each closed door (and locked door, with the
+    key of its colour), and 'toggle' when a door is right ahead."""
+    actions, errors, carrying, doors = {}, {}, view.carrying, {}
+    for name, p, _ in view.objs:
         if "door" not in name:
             continue
         doors[name] = doors.get(name, 0) + 1
         label = f"{name} {doors[name]}"
         if "open door" in name:
-            steps = path(p, True)
+            steps = _path(view, p, True)
             if steps is not None:
                 actions[f"go through {label}"] = steps
             else:
@@ -228,7 +259,7 @@ def describe(env, obs=None):
                     f"You cannot toggle and go through {label}, as the color of the key you are carrying does "
                     "not match the color of door.")
                 continue
-        steps = path(p, False)
+        steps = _path(view, p, False)
         if steps is not None:
             actions[f"toggle and go through {label}"] = steps + [TOGGLE, FORWARD]
         else:  # AgentGym prints its whole door counter here; kept so error texts match
@@ -238,26 +269,40 @@ def describe(env, obs=None):
             actions["toggle"] = [TOGGLE]
         if "closed door" in name:
             errors[f"go through {label}"] = f"You cannot go through {label}, as it is closed. You should toggle it first."
-    for name, p, _ in objs:
+    return actions, errors
+
+
+def go_to_actions(view):
+    """'go to goal' onto the goal square, then 'go to X k' to face each reachable object (doors included)."""
+    actions, errors = {}, {}
+    for name, p, _ in view.objs:
         if "goal" in name:
-            steps = path(p, True)
+            steps = _path(view, p, True)
             if steps is not None:
                 actions["go to goal"] = steps
             else:
                 errors["go to goal"] = "You cannot go to the goal, as there is no path leading to it."
     count = {}
-    for name, p, _ in objs:
+    for name, p, _ in view.objs:
         if "wall" in name or "goal" in name:
             continue
-        steps = path(p, False)
+        steps = _path(view, p, False)
         if steps is not None:
             count[name] = count.get(name, 0) + 1
             actions[f"go to {name} {count[name]}"] = steps
         else:
             k = count.get(name, 0) + 1
             errors[f"go to {name} {k}"] = f"You cannot go to {name} {k}, as there is no path leading to it."
-    actions["check available actions"] = []
-    return text, actions, errors
+    return actions, errors
+
+
+def describe(env, obs=None):
+    """AgentGym's text view (postprocess_obs) of the minigrid observation `obs` that reset/step returned (None:
+    the current state's), with the agent's position, heading and load taken from the env as AgentGym does.
+    Returns (description, actions: {name: [primitive actions]} in AgentGym's order, errors: {name: message})."""
+    view = see(env, obs)
+    actions, errors = available_actions(view)
+    return observation_text(view), actions, errors
 
 
 def run_primitives(env, steps, before=None):
