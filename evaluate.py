@@ -100,7 +100,8 @@ def get_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=512, help="tokens per assistant turn")
     ap.add_argument("--max-context", type=int, default=4096, help="prompt + answer tokens at most (AgentGym: 4096); "
                                                                   "0: no limit of ours (openai: the server's)")
-    ap.add_argument("--dtype", default="auto", help="hf: auto, bfloat16 or float32")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                    help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
     # ---- run
     ap.add_argument("--concurrency", type=int, default=8, help="episodes run at once (batch size for hf)")
