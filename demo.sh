@@ -40,21 +40,27 @@ export ORACLE_FORMAT=${ORACLE_FORMAT:-json_object}
 # one request at a time on the same 2 cores; short answers; a failed item is not asked again (the time cap keeps
 # the demo in budget: select.py is resumable, what is selected by then is kept, the rest counted as failed)
 export ORACLE_ARGS=${ORACLE_ARGS:-"--concurrency 1 --max-tokens 512 --parse-retries 0 --max-retries 1 --timeout 600"}
-export ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-240}
+export ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-180}
 
-# ---- laptop sizes (the paper's values in scripts/paper.sh)
-export TRAIN_ENVS=${TRAIN_ENVS:-"maze"}      # held-in: trained on
+# ---- laptop sizes (the paper's values in scripts/paper.sh). Evaluation follows the protocol (4096 tokens of
+# context, each env's own round limit); what is cut to fit 30 minutes on 2 cores is the training and the rows.
+# BabyAI's GoTo/Pickup levels name the target among the available actions, so 5 steps teach a 135M model
+# something (measured: 3 of 10 such tasks solved after them); maze needs a shortest-path plan and stays at 0.
+export TRAIN_ENVS=${TRAIN_ENVS:-"babyai"}    # held-in: trained on
+export BABYAI_LEVELS=${BABYAI_LEVELS-"0 1 2 3 4 8 9 10 18 19"}  # GoTo*, Pickup* levels (empty: all 40)
 export HELDOUT_ENVS=${HELDOUT_ENVS:-"wordle"} # held-out: evaluated, never trained on
-export N_TRAIN=${N_TRAIN:-8}                 # expert trajectories per held-in env (paper: all of AgentTraj-L)
-export N_EVAL=${N_EVAL:-2}                   # test tasks per env per checkpoint
+export N_TRAIN=${N_TRAIN:-40}                # expert trajectories per held-in env (paper: all of AgentTraj-L)
+export N_EVAL=${N_EVAL:-6}                   # test tasks per env per checkpoint (held-in: babyai 520-524, 528)
+export TASKS_wordle=${TASKS_wordle:-0:2}     # the held-out env: 2 tasks (nothing trained on wordle solves it)
 export RATIOS=${RATIOS:-"0.3"}               # Table 3 at one ratio (paper: 0.1 0.2 0.3)
-export SELECTORS=${SELECTORS:-"oracle random complement"}  # the rows of Tables 2, 3 and 6 (add perplexity or
-                                             # value for more Table 1 rows: ~5 min and hours more on 2 cores)
-export NPROC=${NPROC:-2} BATCH=${BATCH:-2} EPOCHS=${EPOCHS:-1} MAX_LENGTH=${MAX_LENGTH:-2048}
-export MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-96}  # expert turns are <= 91 tokens
-export MAX_CONTEXT=${MAX_CONTEXT:-2048}     # the protocol has 4096: the demo's 30 minutes on 2 cores do not
+export SELECTORS=${SELECTORS:-"oracle"}      # rows: base, complete, critical@0.3 (Tables 1, 2 and 6); add
+                                             # "random complement" for Tables 3 and 2's last row (+8 min each)
+export NPROC=${NPROC:-1} BATCH=${BATCH:-8} EPOCHS=${EPOCHS:-1} MAX_LENGTH=${MAX_LENGTH:-4096}
+export LR=${LR:-1e-4}                        # 5 optimizer steps: the paper's 2e-5 would barely move the model
+export MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}  # babyai's expert turns are <= 54 tokens, wordle's shorter
+export MAX_CONTEXT=${MAX_CONTEXT:-4096}      # AgentGym: prompt + answer <= 4096 tokens
 export EVAL_CONCURRENCY=${EVAL_CONCURRENCY:-$N_EVAL} EVAL_PARALLEL=${EVAL_PARALLEL:-1}
-export TABLE6_ENVS=${TABLE6_ENVS:-"maze"} TABLE6_N=${TABLE6_N:-1}
+export TABLE6_ENVS=${TABLE6_ENVS:-"babyai"} TABLE6_N=${TABLE6_N:-2}
 
 bash scripts/paper.sh
 python scripts/demo_report.py --out "$OUT" --model "$MODEL" --n-eval "$N_EVAL" \

@@ -26,6 +26,8 @@ ENV_SERVERS=${ENV_SERVERS:-}          # AgentGym servers for envs that are not b
                                       # "webshop=http://127.0.0.1:36001 alfworld=http://127.0.0.1:36002"
 N_TRAIN=${N_TRAIN:-0}                 # trajectories per env in the training set (0: all)
 N_EVAL=${N_EVAL:-0}                   # test tasks per env (0: all of data/<env>_test_ids.txt, or TASKS_<env>=A:B)
+BABYAI_LEVELS=${BABYAI_LEVELS:-}      # only these BabyAI levels (task id i plays level i % 40) in the training set
+                                      # and the test tasks, e.g. "0 1 2 3 4" (empty: all 40, as in the paper)
 RATIO=${RATIO:-0.3}                   # m (paper: 30 %)
 RATIOS=${RATIOS:-"0.1 0.2 0.3"}       # Table 3's sweep (random vs critical)
 SELECTORS=${SELECTORS:-"oracle random complement perplexity value"}
@@ -81,7 +83,7 @@ ALL_ENVS="$TRAIN_ENVS $HELDOUT_ENVS"
 
 # ---- data: the training set and the test tasks of every env
 make_data() {
-    $PY - "$OUT/data/train.jsonl" "$N_TRAIN" "$TRAIN_DATA" $TRAIN_ENVS <<'EOF'
+    BABYAI_LEVELS="$BABYAI_LEVELS" $PY - "$OUT/data/train.jsonl" "$N_TRAIN" "$TRAIN_DATA" $TRAIN_ENVS <<'EOF'
 import os, sys
 from trajectory import read_records, write_jsonl, step_indices
 out, n, files, envs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
@@ -90,6 +92,9 @@ if os.path.exists(out):
 recs = [r for f in (files or [f"data/{e}_train.jsonl" for e in envs]) for r in read_records(f)]
 env_of = lambda r: str(r["item_id"]).rsplit("_", 1)[0].split("_")[-1]   # lmrlgym_maze_3 -> maze
 recs = [r for r in recs if env_of(r) in envs]
+levels = {int(x) for x in os.environ.get("BABYAI_LEVELS", "").split()}
+if levels:  # AgentGym's BabyAI: task id i plays level i % 40
+    recs = [r for r in recs if env_of(r) != "babyai" or int(str(r["item_id"]).rsplit("_", 1)[1]) % 40 in levels]
 if n > 0:
     recs = [r for e in envs for r in [r for r in recs if env_of(r) == e][:n]]
 if not recs:
@@ -103,7 +108,9 @@ EOF
         range=$(eval echo "\${TASKS_$env:-}")
         [ -f "$f" ] && continue
         if [ -n "$range" ]; then $PY -c "import sys; a,b=map(int,sys.argv[1].split(':')); print(*range(a,b),sep='\n')" "$range" > "$f"
-        elif [ -f "$ids" ]; then if [ "$N_EVAL" -gt 0 ]; then head -n "$N_EVAL" "$ids" > "$f"; else cp "$ids" "$f"; fi
+        elif [ -f "$ids" ]; then  # the first N_EVAL ids (of BABYAI_LEVELS' levels for babyai)
+            local lv=""; [ "$env" = babyai ] && lv="$BABYAI_LEVELS"
+            awk -v L=" $lv " -v N="$N_EVAL" '(L == "  " || index(L, " " ($1 % 40) " ")) && (N <= 0 || n++ < N)' "$ids" > "$f"
         else echo "no test tasks for $env: set TASKS_$env=A:B" >&2; return 1; fi
     done
 }

@@ -48,7 +48,8 @@ def test_demo_sh_hands_paper_sh_its_knobs(tmp_path):
     assert {"MODEL", "N_TRAIN", "SELECTORS", "ORACLE_GGUF"} <= knobs, sorted(knobs)
     got, calls = run_demo_sh(tmp_path)
     # a misspelt knob would be exported and never read: paper.sh would silently run at its (paper) size
-    assert set(got) <= knobs, sorted(set(got) - knobs)
+    envs = {f.split("_")[0] for f in os.listdir(os.path.join(ROOT, "data")) if f.endswith("_test_ids.txt")}
+    assert set(got) <= knobs | {f"TASKS_{e}" for e in envs}, sorted(set(got) - knobs)  # TASKS_<env>: read by name
     assert {"OUT", "MODEL", "ORACLE_GGUF", "N_TRAIN", "N_EVAL", "TRAIN_ENVS", "HELDOUT_ENVS", "SELECTORS",
             "NPROC", "BATCH", "MAX_CONTEXT", "TABLE6_ENVS"} <= set(got), sorted(got)
     # the model is where scripts/get_smollm2.py puts it, for both the policy and the gguf oracle
@@ -59,7 +60,10 @@ def test_demo_sh_hands_paper_sh_its_knobs(tmp_path):
     assert got["MODEL"] == f"{cache}/hf" and got["ORACLE_GGUF"] == f"{cache}/{gguf_name}", got
     # the laptop sizes, and values paper.sh can run with: selectors it knows, envs with bundled data, Table 6
     # on envs that are trained on (its restarts come from the training set's critical steps)
-    assert (got["N_TRAIN"], got["N_EVAL"], got["EVAL_CONCURRENCY"], got["NPROC"]) == ("8", "2", "2", "2"), got
+    assert (got["N_TRAIN"], got["N_EVAL"], got["EVAL_CONCURRENCY"], got["NPROC"]) == ("40", "6", "6", "1"), got
+    # the protocol's evaluation limits, and BabyAI levels that exist
+    assert got["MAX_CONTEXT"] == "4096" and "--max-rounds" not in open(os.path.join(ROOT, "scripts", "paper.sh")).read()
+    assert {int(x) for x in got["BABYAI_LEVELS"].split()} <= set(range(40)), got["BABYAI_LEVELS"]
     assert set(got["SELECTORS"].split()) <= set(re.findall(r"\bhas (\w+)", paper)), got["SELECTORS"]
     for env in got["TRAIN_ENVS"].split():
         assert os.path.exists(os.path.join(ROOT, "data", f"{env}_train.jsonl")), env
