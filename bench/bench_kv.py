@@ -73,7 +73,8 @@ def main():
     p.add_argument("--max-rounds", type=int, default=None, help="rounds per episode (default: the env's, maze 15)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per answer (protocol: 512; see above)")
     p.add_argument("--max-context", type=int, default=4096, help="prompt + answer tokens (AgentGym: 4096)")
-    p.add_argument("--dtype", default="auto", help="auto|bfloat16|float32 (auto: bf16 only where it is native)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                   help="auto: bf16 only where it is native")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args()
     if args.threads:
