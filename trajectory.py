@@ -701,8 +701,9 @@ def init_distributed(name, always=False, timeout=None):
     datetime.timedelta for collectives, for ranks that may wait long for the slowest one.
 
     torchrun starts each worker in a session of its own, so `kill` of torchrun's process group misses them: they
-    would go on working (and race a rerun's --resume). So a worker watches its launcher and leaves, with
-    os._exit (a thread cannot end the process otherwise), once the launcher is gone."""
+    would go on working (and race a rerun's --resume, or save states after the kill). So a worker asks Linux to
+    SIGKILL it the moment its launcher dies (prctl PR_SET_PDEATHSIG), and, where that is not available, watches
+    its launcher and leaves with os._exit (a thread cannot end the process otherwise) within a second."""
     import threading
     import time
     import torch
@@ -712,6 +713,13 @@ def init_distributed(name, always=False, timeout=None):
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        try:  # torchrun's main thread starts the workers, so "parent death" is the launcher's exit
+            import ctypes
+            import signal
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
     backend, extra = "nccl" if use_cuda else "gloo", {} if timeout is None else {"timeout": timeout}
     if world > 1 or (always and "RANK" in os.environ):
         dist.init_process_group(backend, **extra)
@@ -720,7 +728,9 @@ def init_distributed(name, always=False, timeout=None):
     if dist.is_initialized():
         assert (dist.get_rank(), dist.get_world_size()) == (rank, world)
     if "TORCHELASTIC_RUN_ID" in os.environ:
-        def watch_launcher(launcher=os.getppid()):
+        launcher = os.getppid()
+
+        def watch_launcher():
             while os.getppid() == launcher:
                 time.sleep(1.0)
             print(f"{name} rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
