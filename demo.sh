@@ -55,7 +55,7 @@ export N_EVAL=${N_EVAL:-6}                   # test tasks per env per checkpoint
 export TASKS_wordle=${TASKS_wordle:-0:2}     # the held-out env: 2 tasks (nothing trained on wordle solves it)
 export RATIOS=${RATIOS:-"0.3"}               # Table 3 at one ratio (paper: 0.1 0.2 0.3)
 export SELECTORS=${SELECTORS:-"oracle"}      # rows: base, complete, critical@0.3 (Tables 1, 2 and 6); add
-                                             # "random complement" for Tables 3 and 2's last row (+8 min each)
+                                             # "random complement" for Tables 3 and 2's last row (~7 min a row)
 export NPROC=${NPROC:-1} BATCH=${BATCH:-8} EPOCHS=${EPOCHS:-1} MAX_LENGTH=${MAX_LENGTH:-4096}
 export LR=${LR:-1e-4}                        # 5 optimizer steps: the paper's 2e-5 would barely move the model
 export MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}  # babyai's expert turns are <= 54 tokens, wordle's shorter
