@@ -202,7 +202,8 @@ def append_results(path, table, started, machine, load0):
     """A dated markdown section: the machine, the load, the command and the table."""
     with open(path, "a") as f:
         f.write(f"\n## Run of {started}\n\nMachine: {machine}; load average at the start "
-                f"{load0:.1f}, at the end {os.getloadavg()[0]:.1f} (other work shares the machine).\nCommand: `python bench/run_all.py`\n\n")
+                f"{load0:.1f}, at the end {os.getloadavg()[0]:.1f} (other work shares the machine).\n"
+                f"Command: `{' '.join(['python'] + sys.argv)}`\n\n")
         f.write("| bench | metric | value | goal | bench s |\n|---|---|---|---|---|\n")
         for name, metric, value, goal, dt in table:
             f.write(f"| {name} | {metric} | {number(value)} | {goal} | {dt:.0f} |\n")
