@@ -704,8 +704,6 @@ def init_distributed(name, always=False, timeout=None):
     would go on working (and race a rerun's --resume, or save states after the kill). So a worker asks Linux to
     SIGKILL it the moment its launcher dies (prctl PR_SET_PDEATHSIG), and, where that is not available, watches
     its launcher and leaves with os._exit (a thread cannot end the process otherwise) within a second."""
-    import threading
-    import time
     import torch
     import torch.distributed as dist
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -714,12 +712,7 @@ def init_distributed(name, always=False, timeout=None):
     if use_cuda:
         torch.cuda.set_device(device)
     if "TORCHELASTIC_RUN_ID" in os.environ:
-        try:  # torchrun's main thread starts the workers, so "parent death" is the launcher's exit
-            import ctypes
-            import signal
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+        _leave_with_launcher(name, rank)
     backend, extra = "nccl" if use_cuda else "gloo", {} if timeout is None else {"timeout": timeout}
     if world > 1 or (always and "RANK" in os.environ):
         dist.init_process_group(backend, **extra)
@@ -727,13 +720,28 @@ def init_distributed(name, always=False, timeout=None):
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, **extra)
     if dist.is_initialized():
         assert (dist.get_rank(), dist.get_world_size()) == (rank, world)
-    if "TORCHELASTIC_RUN_ID" in os.environ:
-        launcher = os.getppid()
-
-        def watch_launcher():
-            while os.getppid() == launcher:
-                time.sleep(1.0)
-            print(f"{name} rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
-            os._exit(1)
-        threading.Thread(target=watch_launcher, daemon=True).start()
     return rank, world, device
+
+
+def _leave_with_launcher(name, rank):
+    """End this torchrun worker when its launcher dies (see init_distributed): Linux's PR_SET_PDEATHSIG, else a
+    thread that polls the parent pid once a second."""
+    import signal
+    import threading
+    import time
+    launcher = os.getppid()
+    try:  # torchrun's main thread starts the workers, so "parent death" is the launcher's exit
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL)) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != launcher:  # it died before the request took effect
+                os._exit(1)
+            return
+    except (OSError, AttributeError):  # no prctl: not Linux
+        pass
+
+    def watch_launcher():
+        while os.getppid() == launcher:
+            time.sleep(1.0)
+        print(f"{name} rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
+        os._exit(1)
+    threading.Thread(target=watch_launcher, daemon=True).start()
