@@ -26,7 +26,6 @@ import glob
 import json
 import math
 import os
-import sys
 import time
 
 import torch
