@@ -60,6 +60,8 @@ COLUMN = {"alfworld": "Alfworld", "babyai": "Babyai", "maze": "Maze", "movie": "
 # AgentGym (and the paper's Table 1) reports the mean reward where the reward is dense, the progress rate on
 # AgentBoard's PDDL and Jericho, and the success rate elsewhere. Scale to 0..100 (SciWorld's score already is).
 DENSE = {"babyai": 100.0, "sciworld": 1.0, "sheet": 100.0, "pddl": 100.0, "jericho": 100.0}
+LOWEST = {"sciworld": -100.0}  # a score's lowest value on the 0..100 scale where it is not 0 (ScienceWorld's
+#                                 score goes negative when the agent fails the task)
 PROGRESS = {"pddl", "jericho"}  # scored by the result's "progress" field when it has one, else its reward
 KNOWN_ENVS = set(HELD_IN) | set(HELD_OUT) | set(MAX_ROUNDS) | set(BUILTIN)
 METHODS = ("base", "complete", "critical", "noncritical", "random", "perplexity", "value")
@@ -575,21 +577,29 @@ def cell(env, rows):
         xs = [DENSE[env] * value(env, r) for r in rows]
         mean = sum(xs) / n
         sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else None
-        ci = (mean - Z95 * sd / math.sqrt(n), mean + Z95 * sd / math.sqrt(n)) if sd is not None else None
-        return {"score": mean, "ci": ci, "n": n, "kind": "mean"}
+        lo = LOWEST.get(env, 0.0)
+        ci = clip((mean - Z95 * sd / math.sqrt(n), mean + Z95 * sd / math.sqrt(n)), lo) if sd is not None else None
+        return {"score": mean, "ci": ci, "n": n, "kind": "mean", "lo": lo}
     k = sum(int(r["success"]) for r in rows)
-    return {"score": 100.0 * k / n, "ci": wilson(k, n), "n": n, "kind": "rate"}
+    return {"score": 100.0 * k / n, "ci": wilson(k, n), "n": n, "kind": "rate", "lo": 0.0}
+
+
+def clip(ci, lo):
+    """A normal-approximation interval cut to the scores that can occur (lo..100): a mean of 0..100 rewards has no
+    interval below 0."""
+    return max(lo, ci[0]), min(100.0, ci[1])
 
 
 def average(cells):
     """Mean of cells with a normal-approximation interval from the cells' own (independent) intervals."""
     score = sum(c["score"] for c in cells) / len(cells)
+    lo = min(c["lo"] for c in cells)
     if any(c["ci"] is None for c in cells):
         ci = None
     else:
         se = math.sqrt(sum(((c["ci"][1] - c["ci"][0]) / (2 * Z95)) ** 2 for c in cells)) / len(cells)
-        ci = (score - Z95 * se, score + Z95 * se)
-    return {"score": score, "ci": ci, "n": sum(c["n"] for c in cells), "kind": "avg"}
+        ci = clip((score - Z95 * se, score + Z95 * se), lo)
+    return {"score": score, "ci": ci, "n": sum(c["n"] for c in cells), "kind": "avg", "lo": lo}
 
 
 def splits(held_out_arg):
@@ -697,7 +707,8 @@ def report(args):
         print_wide("Table 1: held-in and held-out environments", list(t1.items()), held_in, held_out, paper)
         print("Babyai, Sciworld and Sheet are mean rewards (x100 for 0..1 rewards), PDDL and Jericho progress rates "
               "x100, the others success rates, as in AgentGym and the paper. Intervals: Wilson for success rates, "
-              "mean +- 1.96 s/sqrt(n) for mean rewards, and from the columns' intervals for the averages.")
+              "mean +- 1.96 s/sqrt(n) for mean rewards, and from the columns' intervals for the averages, "
+              "both cut to the scores that can occur.")
     by_method, outside = labels_by_method(t1)
     rows2 = [(label, t1[label]) for label in table2_labels(by_method)]
     out["table2"] = dict(rows2)

@@ -45,6 +45,19 @@ def test_wilson_by_hand():
     assert evaluate.wilson(11, 25)[1] > evaluate.wilson(12, 25)[0]
 
 
+def test_mean_reward_intervals_stay_within_the_scores_that_can_occur():
+    # babyai rewards 0, 0, 0, 1 (x100): mean 25, s = 50, 25 -+ 1.96 * 50 / 2 = [-24.0, 74.0] -> cut at 0
+    c = evaluate.cell("babyai", [{"reward": r, "success": int(r == 1)} for r in (0, 0, 0, 1)])
+    assert c["score"] == 25.0 and c["ci"] == pytest.approx((0.0, 74.0), abs=0.01)
+    # rewards 1, 1, 1, 0 -> 75 -+ 49.0 = [26.0, 124.0] -> cut at 100
+    assert evaluate.cell("babyai", [{"reward": r, "success": r} for r in (1, 1, 1, 0)])["ci"] == \
+        pytest.approx((26.0, 100.0), abs=0.01)
+    # ScienceWorld scores go negative: -100, 100 -> 0 -+ 1.96 * 141.42 / 1.414 = [-196, 196] -> [-100, 100]
+    sci = evaluate.cell("sciworld", [{"reward": r, "success": int(r == 100)} for r in (-100.0, 100.0)])
+    assert sci["ci"] == pytest.approx((-100.0, 100.0), abs=0.01)
+    assert evaluate.average([c, sci])["ci"][0] >= -100.0 and evaluate.average([c, c])["ci"][0] >= 0.0
+
+
 def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
     # every env of the paper's split, 20 episodes each; label -> solved of 20 in every env
     solved = {"complete": 10, "noncritical@0.3": 8, "critical@0.3": 12, "critical@0.1": 9, "random@0.3": 11,
