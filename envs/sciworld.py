@@ -19,8 +19,8 @@ What AgentGym does (agentenv-sciworld, environment.py), and so what this file do
 - the reward reported each round is the simulator's running score, 0..100 (negative when the agent does
   something that fails the task, which also ends it); success is 100.
 
-The expert plays the simulator's gold path (worked out at its first turn: the task is reloaded with the gold
-path and the moves so far replayed), minus its "look around"s, one action a round with a short Thought. Paths
+The expert plays the simulator's gold path (worked out at its first turn in a second simulator that only ever
+loads tasks with their gold path), minus its "look around"s, one action a round with a short Thought. Paths
 longer than the 30 rounds are shortened where the shorter version still scores 100 (see _make_plan). Measured
 on variations 6-11 of all 23 task types (136 episodes, 2 CPU cores): 127/136 = 93 % reach 100, 126/130 = 97 %
 without identify-life-stages-1, at ~0.7 episodes/s (16 rounds on average; a step takes 10-100 ms, loading with
@@ -28,6 +28,12 @@ the gold path ~1 s). Every failure is a plan still longer than 30 actions: ident
 has to be watched through 4 life stages), melt 4/6, freeze 5/6, measure-melting-point-unknown-substance 5/6.
 The simulator's gold path itself can differ from one load to the next (e.g. which colour of wire it connects), so
 two expert episodes of one task may differ, and a plan that fits 30 rounds once may not the next time.
+Why a second simulator: loading a task with its gold path changes how that simulator reads actions on the same
+task later, even after a plain reload (task 1599: "move book (the foundations of the origin of species) by charles
+darwin in inventory to yellow box" is understood after a gold-path load of 1599 and is "No known action matches that
+input." otherwise, as on AgentGym's server, which never loads a gold path). So the simulator the agent plays in is
+loaded only the way AgentGym's server loads it, and an expert episode is what AgentGym's server would answer to the
+same turns; the planner's simulator (a second JVM, started on the first expert turn) never plays.
 """
 
 from envs import protocol
@@ -49,7 +55,7 @@ class SciWorldEnv:
         self.env = ScienceWorldEnv()  # default step limit (100 moves), as AgentGym's server
         self.games = [(name, v) for key, name in self.env.tasks.items() if key not in EXCLUDED
                       for v in range(self.env.get_max_variations(name))]
-        self.task_id, self.plan = None, None
+        self.task_id, self.plan, self.planner = None, None, None
 
     def task_ids(self):
         return range(len(self.games))
@@ -57,14 +63,12 @@ class SciWorldEnv:
     def instruction(self):
         return INSTRUCTION
 
-    def reset(self, task_id, gold=False):
-        """gold=True also has the simulator work out its gold path (needed by the expert; slower to load)."""
+    def reset(self, task_id):
         if not 0 <= int(task_id) < len(self.games):
             raise ValueError(f"sciworld: task id must be in [0, {len(self.games)}), got {task_id}")
         self.task_id = int(task_id)
         self.task_name, self.variation = self.games[self.task_id]
-        self.env.load(self.task_name, self.variation, "", generateGoldPath=gold)
-        self.gold = self.env.get_gold_action_sequence() if gold else None
+        self.env.load(self.task_name, self.variation, "")  # as AgentGym's server: no gold path (see the docstring)
         self.history, self.score, self.done = [], 0, False
         description = self.env.get_task_description()
         look, _, _ = self._step("look around")
@@ -107,8 +111,7 @@ class SciWorldEnv:
         and repeated temperature checks folded into "wait" (10 ticks), then immediately repeated blocks of
         actions dropped, then pick-ups of what is already held, then rooms looked into and left the way the
         path came, then "examine X" checks."""
-        self.reset(self.task_id, gold=True)
-        plan = [a for a in self.gold if a != "look around"]
+        plan = [a for a in self.gold_path() if a != "look around"]
         for shorten in (fold_waits, drop_repeats, drop_regrabs, drop_detours, drop_examines):
             if len(plan) <= self.max_rounds:
                 break
@@ -116,6 +119,15 @@ class SciWorldEnv:
             if shorter != plan and self._scores_100(shorter):
                 plan = shorter
         return plan
+
+    def gold_path(self):
+        """The simulator's gold path of the current task, from the planner's own simulator (never the one played)."""
+        if self.planner is None:
+            from scienceworld import ScienceWorldEnv
+            self.planner = ScienceWorldEnv()
+        name, variation = self.games[self.task_id]
+        self.planner.load(name, variation, "", generateGoldPath=True)
+        return self.planner.get_gold_action_sequence()
 
     def _scores_100(self, plan):
         self.reset(self.task_id)
@@ -131,9 +143,10 @@ class SciWorldEnv:
         return f"Thought:\n{thought(action, self.env.get_task_description())}\n\nAction:\n{action}"
 
     def close(self):
-        if self.env is not None:
-            self.env.close()
-            self.env = None
+        for sim in (self.env, self.planner):
+            if sim is not None:
+                sim.close()
+        self.env = self.planner = None
 
 
 def sort_listings(text):
