@@ -25,7 +25,8 @@ longer than the 30 rounds are shortened where the shorter version still scores 1
 on variations 6-11 of all 23 task types (136 episodes, 2 CPU cores): 127/136 = 93 % reach 100, 126/130 = 97 %
 without identify-life-stages-1, at ~0.7 episodes/s (16 rounds on average; a step takes 10-100 ms, loading with
 the gold path ~1 s). Every failure is a plan still longer than 30 actions: identify-life-stages-1 1/6 (its turtle
-has to be watched through 4 life stages), melt 4/6, freeze 5/6, measure-melting-point-unknown-substance 5/6.
+has to be watched through 4 life stages), melt 4/6, freeze 5/6, measure-melting-point-unknown-substance 5/6
+(measured while the expert still planned in the simulator it played in; since then, on the 40 test ids: 39/40).
 The simulator's gold path itself can differ from one load to the next (e.g. which colour of wire it connects), so
 two expert episodes of one task may differ, and a plan that fits 30 rounds once may not the next time.
 Why a second simulator: loading a task with its gold path changes how that simulator reads actions on the same
