@@ -121,10 +121,11 @@ class OpenAIPolicy:
 
     Decoding is pinned in every request, so the server's defaults (vLLM loads the checkpoint's
     generation_config.json unless served with --generation-config vllm; llama.cpp has top_k 40, min_p 0.05, and
-    llama-cpp-python repeat_penalty 1.1 in most versions) never apply: temperature as asked (0 = greedy), top_p 1 and no penalties
-    (standard OpenAI fields), plus in `extra_body`, which only non-OpenAI servers read: top_k 0 (disabled), min_p 0,
-    repetition_penalty 1 (vLLM) and repeat_penalty 1 (llama.cpp). vLLM ignores the field it does not know (with a
-    warning in its log); older vLLMs reject top_k 0 ("must be -1 (disable)"): the policy then sends top_k -1.
+    llama-cpp-python repeat_penalty 1.1 in most versions) never apply: temperature as asked (0 = greedy), top_p 1
+    and no penalties (standard OpenAI fields), plus in `extra_body`, which only non-OpenAI servers read: top_k 0
+    (disabled), min_p 0, repetition_penalty 1 (vLLM) and repeat_penalty 1 (llama.cpp). vLLM ignores the field it
+    does not know (with a warning in its log); older vLLMs reject top_k 0 ("must be -1 (disable)"): the policy then
+    sends top_k -1.
     `server_extras` None sends `extra_body` to every server but api.openai.com (whose API rejects unknown fields).
 
     Context rule (answer_budget): with max_context set, each request's max_tokens is what the prompt leaves, and
@@ -228,9 +229,10 @@ class HFPolicy:
     the tokens it has seen. A round renders the conversation as usual, keeps the cached states of the longest
     common token prefix with it, feeds only the rest but the last token (the end of the last answer as the template
     renders it, the new observation, the generation prompt) in a forward pass of its own, then all episodes decode
-    in one batch from their states, left-padded into one preallocated cache (_static_cache). The model thus sees exactly the tokens of a full re-prefill: greedy
-    outputs are the same tokens (tests/test_agent.py). A template that rewrites history (the previous prompt is no
-    longer a prefix) falls back to a prefill from the first differing token, counted in stats["kv_fallbacks"].
+    in one batch from their states, left-padded into one preallocated cache (_static_cache). The model thus sees
+    exactly the tokens of a full re-prefill: greedy outputs are the same tokens (tests/test_agent.py). A template
+    that rewrites history (the previous prompt is no longer a prefix) falls back to a prefill from the first
+    differing token, counted in stats["kv_fallbacks"].
     forget(envs) frees the states of finished episodes (run_episodes calls it). kv_cache=False: re-prefill the
     whole conversation every round (the reference the bench compares against)."""
     name = "hf"

@@ -30,8 +30,9 @@ Measured with `evaluate.py --env babyai --policy expert --tasks 0:800` (seeds 0-
 data/README.md (761/800; 761 of the 780 ids of solvable levels). What fails: KeyInBox always (UNSOLVABLE); seeds
 where BabyAIBot itself goes round in circles from every start we give it (6 of 20 UnlockToUnlock, 3 of 20
 GoToImpUnlock: no plan, the expert only turns); a few seeds of the long levels (Synth, MiniBoss, Boss: plans of
-10+ segments across rooms need more than 20 rounds of AgentGym's actions, or the expert dithers between drops). Only public minigrid API is used (BabyAIBot.replan and vis_mask, the level's step, grid,
-carrying and instrs), never the bot's private helpers.
+10+ segments across rooms need more than 20 rounds of AgentGym's actions, or the expert dithers between drops).
+Only public minigrid API is used (BabyAIBot.replan and vis_mask, the level's step, grid, carrying and instrs), never
+the bot's private helpers.
 """
 import copy
 from collections import deque
