@@ -291,8 +291,10 @@ class HFPolicy:
     # ---- generation
     def _config(self, temperature, max_new_tokens):
         from transformers import GenerationConfig
+        # disable_compile: with a preallocated cache generate() would torch.compile the decoding step on a GPU, and
+        # recompile it every round (the cache's length changes with the conversation)
         common = dict(max_new_tokens=max_new_tokens, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
-                      eos_token_id=self.eos, pad_token_id=self.pad)
+                      eos_token_id=self.eos, pad_token_id=self.pad, disable_compile=True)
         if temperature and temperature > 0:
             return GenerationConfig(do_sample=True, temperature=temperature, top_p=1.0, top_k=0, typical_p=1.0,
                                     **common)

@@ -122,6 +122,22 @@ def test_checkpoint_generation_config_is_ignored(folders, tmp_path):
     assert raw != pinned
 
 
+def test_generate_never_compiles_the_preallocated_cache(folders):
+    """generate() torch.compiles the decoding step when it is given a StaticCache on a GPU; the cache's length changes
+    every round, so the policy's configs turn that off. Checked with transformers' own rule, told that this device
+    compiles (on a GPU it would), once without the guard to show the check can fail."""
+    from transformers import CompileConfig
+    pol = HFPolicy(folders["qwen"], max_new_tokens=8, max_context=4096, dtype="float32", verbose=False)
+    for temperature in (0.0, 1.0):
+        cfg = pol._config(temperature, 4)
+        cfg.compile_config = CompileConfig()
+        cfg.compile_config._compile_all_devices = True
+        past = {"past_key_values": pol._static_cache(16)}
+        assert pol.model._valid_auto_compile_criteria(past, cfg) is False
+        cfg.disable_compile = False
+        assert pol.model._valid_auto_compile_criteria(past, cfg) is True
+
+
 def test_hf_context_rule(folders):
     pol = HFPolicy(folders["qwen"], max_new_tokens=8, max_context=100000, dtype="float32", verbose=False)
     env = FakeEnv()
