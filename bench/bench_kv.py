@@ -11,12 +11,12 @@ Defaults: 8 maze episodes (AgentGym's games 0-7) at once, as evaluate.py runs th
 env's 15 rounds, 4096 tokens of context, answers capped at 64 tokens. The cap is the one departure from the protocol
 (512): a trained model's maze turn is ~30-40 tokens, while the untrained SmolLM2 fills any cap in its first turn
 (512 tokens: ~6 min per round here), which would time only decoding. With the cap SmolLM2 answers 31-37 tokens from
-round 2 on. About 13 minutes here (2 cores, fp32: re-prefill 636 s, KV reuse 138 s).
+round 2 on. About 13 minutes here (2 cores, fp32: re-prefill 636-656 s, KV reuse 138-146 s).
 
 The ratio grows with the batch: decoding costs both ways the same and, on a CPU, is bound by reading the weights
 once per token whatever the batch (SmolLM2-135M in fp32 on 2 cores: ~0.1 s per token at batch 2), while the
 prefill that KV reuse saves grows with every episode in the batch. Measured here: 2.77x at --concurrency 2
-(--episodes 2), 4.60x at 8.
+(--episodes 2), 4.50x and 4.60x at 8 (two runs).
 
 Prints each policy's episodes/s and rounds/s, the prefilled and reused token counts, and the ratio (goal >= 3x),
 then one JSON line {"ratios": ...} for bench/run_all.py.
