@@ -308,6 +308,19 @@ def test_sciworld_expert_success(sciworld):
     assert not failed, failed
 
 
+def test_sciworld_played_simulator_never_loads_a_gold_path(sciworld, monkeypatch):
+    """A gold-path load changes how the simulator reads later actions of that task (task 1599's last move is
+    understood only after one), and AgentGym's server never does one: the expert plans in a simulator of its own."""
+    loads = []
+    real = sciworld.env.load
+    monkeypatch.setattr(sciworld.env, "load", lambda *a, **kw: loads.append(kw) or real(*a, **kw))
+    sciworld.reset(3236)
+    sciworld.plan = None  # plan afresh for this task
+    turn = sciworld.expert_turn()
+    assert TURN.match(turn) and sciworld.planner is not None and sciworld.planner is not sciworld.env
+    assert loads and not any(kw.get("generateGoldPath") for kw in loads), loads
+
+
 def test_sciworld_plan_shortening():
     from envs.sciworld import drop_detours, drop_regrabs, drop_repeats, fold_waits
     assert drop_regrabs(["pick up cup", "go to hallway", "pick up cup", "move cup to sink", "pick up cup"]) == \
