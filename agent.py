@@ -241,7 +241,7 @@ class HFPolicy:
                  dtype="auto", kv_cache=True, tokenizer=None, verbose=True):
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
-        from trajectory import resolve_dtype
+        from devices import resolve_dtype
         self.torch = torch
         self.tok = tokenizer or load_chat_tokenizer(model_path)
         if self.tok.pad_token_id is None:

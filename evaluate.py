@@ -49,8 +49,8 @@ from tqdm import tqdm
 
 import agent
 from envs import BUILTIN, MAX_ROUNDS, make_env
-from trajectory import (OutputBusy, RecordError, append_record, iter_records, keep_config, lock_output,
-                        open_resumable, step_indices, validate_record)
+from runs import OutputBusy, append_record, keep_config, lock_output, open_resumable
+from trajectory import RecordError, iter_records, step_indices, validate_record
 
 HELD_IN = ["alfworld", "babyai", "maze", "movie", "sciworld", "textcraft", "todo", "weather", "webshop", "wordle"]
 HELD_OUT = ["academia", "sheet", "jericho", "pddl"]

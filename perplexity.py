@@ -33,6 +33,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import runs
+import devices
 import trajectory
 
 # ----------------------------------------------------------------------------- scoring
@@ -120,19 +122,19 @@ def read_parts(paths):
 
 def done_ids(output):
     """item_ids already scored: in OUTPUT or in any part file."""
-    return set().union(*(trajectory.done_keys(p) for p in [output] + part_files(output)))
+    return set().union(*(runs.done_keys(p) for p in [output] + part_files(output)))
 
 
 def merge_parts(output, order):
     """Append the records of every part file that OUTPUT lacks, in input order, then delete the parts. Safe to
     kill and rerun: OUTPUT is appended record by record and the parts go only once all is merged."""
-    done, out = trajectory.open_resumable(output)
+    done, out = runs.open_resumable(output)
     parts = part_files(output)
     pending = read_parts(parts)
     merged = 0
     for item_id in order:
         if item_id in pending and item_id not in done:
-            trajectory.append_record(out, pending[item_id])
+            runs.append_record(out, pending[item_id])
             done.add(item_id)
             merged += 1
     out.close()
@@ -179,7 +181,7 @@ def check_args(args):
                         ("--limit", 1 if args.limit is None else args.limit)]:
         if value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
-    trajectory.check_output(args.output, [args.input])
+    runs.check_output(args.output, [args.input])
 
 
 def load_model(args, device, dtype):
@@ -209,18 +211,18 @@ def setup(args, rank, world, device):
     and settings, the model. Returns (records, lock, tokenizer, model, dtype)."""
     check_args(args)
     records = trajectory.read_records(args.input)[:args.limit]
-    dtype, why = trajectory.resolve_dtype(args.dtype, device.type)
+    dtype, why = devices.resolve_dtype(args.dtype, device.type)
     # one writer per output: rank 0 holds OUTPUT's lock (the other ranks write nothing before meeting rank 0 at
     # the first barrier, and torchrun stops them when rank 0 refuses)
-    lock = trajectory.lock_output(args.output) if rank == 0 else None
+    lock = runs.lock_output(args.output) if rank == 0 else None
     config = {**{k: v for k, v in vars(args).items() if k != "force"}, "world_size": world,
               "dtype_resolved": str(dtype), "dtype_reason": why}
     compare = ["model", "tokenizer", "ratio", "max_length"]
     if rank == 0:
-        trajectory.check_config(f"{args.output}.config.json", config, compare, args.force)
+        runs.check_config(f"{args.output}.config.json", config, compare, args.force)
     tokenizer, model = load_model(args, device, dtype)
     if rank == 0:
-        trajectory.keep_config(f"{args.output}.config.json", config, compare, args.force)
+        runs.keep_config(f"{args.output}.config.json", config, compare, args.force)
     return records, lock, tokenizer, model, dtype
 
 
@@ -236,7 +238,7 @@ def score_all(args, records, tokenizer, model, out, rank, ddp):
     n_steps = n_selected = 0
     t0, n_tokens = time.time(), 0
     bar = tqdm(total=len(items), desc=f"scoring (rank {rank})", disable=rank != 0 and ddp, unit="traj")
-    for cut in trajectory.token_budget_batches([len(ids) for _, ids, _ in items], args.batch_tokens):
+    for cut in devices.token_budget_batches([len(ids) for _, ids, _ in items], args.batch_tokens):
         batch = [items[k] for k in cut]
         for (item_id, ids, spans), scores in zip(batch, step_ppls(model, batch)):
             rec = by_id[item_id]
@@ -249,7 +251,7 @@ def score_all(args, records, tokenizer, model, out, rank, ddp):
             selection = {"method": "perplexity", "ratio": args.ratio, "model": args.model,
                          "scores": {str(s): scores[s] for s in sorted(scores)},
                          "n_cut_steps": len(steps) - len(scores), "max_length": args.max_length}
-            trajectory.append_record(out, trajectory.with_selection(rec, critical, selection))
+            runs.append_record(out, trajectory.with_selection(rec, critical, selection))
             n_steps += len(steps)
             n_selected += len(critical)
             n_tokens += len(ids)
@@ -265,16 +267,16 @@ def main(argv=None):
     args = get_args(argv)
     # ranks meet only at barriers (after reading what is done, before the merge), where one may wait for the
     # slowest for a long time: hence the long timeout
-    rank, world, device = trajectory.init_distributed("perplexity.py", timeout=datetime.timedelta(hours=12))
+    rank, world, device = devices.init_distributed("perplexity.py", timeout=datetime.timedelta(hours=12))
     ddp = world > 1
     try:  # every refusal is one line (on the rank that refuses; torchrun then stops the others)
         records, lock, tokenizer, model, dtype = setup(args, rank, world, device)
-    except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
+    except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"perplexity.py: {e}") from None
     order = [rec["item_id"] for rec in records]
     try:
         # each rank cuts a partial last line off its own part file, then all ranks read what is done
-        _, out = trajectory.open_resumable(part_path(args.output, rank) if ddp else args.output)
+        _, out = runs.open_resumable(part_path(args.output, rank) if ddp else args.output)
         if ddp:
             dist.barrier()
         done = done_ids(args.output)
@@ -282,7 +284,7 @@ def main(argv=None):
             dist.barrier()  # nobody writes before everybody has read
         todo = [rec for rec in records if rec["item_id"] not in done]
         mine = todo[rank::world]
-        trajectory.print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to "
+        devices.print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to "
                           f"score on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
         score_all(args, mine, tokenizer, model, out, rank, ddp)
         out.close()

@@ -54,6 +54,7 @@ else:
 
     from tqdm import tqdm
 
+    import runs
     import trajectory
 
 
@@ -485,7 +486,7 @@ def check_args(args):
             raise ValueError(f"--price takes two numbers, USD per 1M input and output tokens, e.g. 2.5,10; "
                              f"got {args.price!r}")
         args.price = price
-    trajectory.check_output(args.output, [args.input, args.reference])
+    runs.check_output(args.output, [args.input, args.reference])
 
 
 def count_tokens(model):
@@ -569,14 +570,14 @@ def make_client(args):
 def open_output(args, client):
     """Lock the output for this process, check and keep the settings beside it, and open it for appending:
     (lock, done item_ids, output file, errors file)."""
-    lock = trajectory.lock_output(args.output)
+    lock = runs.lock_output(args.output)
     config = {k: v for k, v in vars(args).items() if k != "force"}
     config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # saved as api_key_set, never as is
     compare = {"oracle": ["method", "ratio", "model"], "random": ["method", "ratio", "seed"],
                "complement": ["method", "reference", "seed"]}[args.method]
     try:
-        trajectory.keep_config(args.output + ".config.json", config, compare, args.force)
-        done, out = trajectory.open_resumable(args.output)
+        runs.keep_config(args.output + ".config.json", config, compare, args.force)
+        done, out = runs.open_resumable(args.output)
     except BaseException:
         lock.close()
         raise
@@ -666,7 +667,7 @@ def select_all(args, client, todo, refs, out, errors):
                 return  # the run is stopping: nothing more is written
             try:
                 if out_rec is not None:
-                    trajectory.append_record(out, out_rec)
+                    runs.append_record(out, out_rec)
             except Exception as e:
                 out_rec, err = None, ItemError(f"could not be written: {type(e).__name__}: {e}")
             if out_rec is None:
@@ -714,12 +715,12 @@ def main(argv=None):
         check_args(args)
         records, refs = load_inputs(args)
         if args.dry_run:
-            done = trajectory.done_keys(args.output)
+            done = runs.done_keys(args.output)
             todo = [r for r in records if r["item_id"] not in done]
             return dry_run(args, todo, len(records) - len(todo))
         client = make_client(args)
         lock, done, out, errors = open_output(args, client)
-    except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
+    except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"select.py: {redact(e)}") from None
     todo = [r for r in records if r["item_id"] not in done]
     skipped = len(records) - len(todo)

@@ -36,8 +36,9 @@ import time
 
 from tqdm import tqdm
 
-from trajectory import (IGNORE_INDEX, OutputBusy, RecordError, init_distributed, keep_config, lock_output, print0,
-                        read_records, resolve_dtype, token_budget_batches, tokenize_record, trim_after_last_loss)
+from devices import init_distributed, print0, resolve_dtype, token_budget_batches
+from runs import OutputBusy, keep_config, lock_output
+from trajectory import IGNORE_INDEX, RecordError, read_records, tokenize_record, trim_after_last_loss
 
 # ----------------------------------------------------------------------------- config
 parser = argparse.ArgumentParser(description="ATLaS fine-tuning with the critical-step loss mask (FSDP2)")

@@ -51,6 +51,7 @@ from collections import defaultdict
 from tqdm import tqdm
 
 import agent
+import runs
 import trajectory
 from envs import BUILTIN, make_env
 
@@ -258,7 +259,7 @@ def check_args(args):
             f"task id; known to be: {', '.join(sorted(DETERMINISTIC_RESET[kind]))}. The paper ran this on BabyAI "
             f"and Weather only, because other envs draw goals at random on reset. If yours does not, pass "
             f"--assume-deterministic-reset (the replay check still guards the run).")
-    trajectory.check_output(args.output, [args.input])
+    runs.check_output(args.output, [args.input])
 
 
 def read_input(args):
@@ -287,14 +288,14 @@ def max_rounds_of(args):
 def open_output(args, records):
     """Lock the output, check its settings, read what is done, and make the policy if anything is left:
     (lock, output file, todo, policy). A refused run leaves no new output or config behind."""
-    lock = trajectory.lock_output(args.output)
+    lock = runs.lock_output(args.output)
     config = {k: v for k, v in vars(args).items() if k != "force"}
     config_path, compare = f"{args.output}.config.json", ["env", "policy", "model", "rollouts", "gamma",
                                                           "threshold", "criterion", "temperature"]
     try:
-        trajectory.check_config(config_path, config, compare, args.force)
+        runs.check_config(config_path, config, compare, args.force)
         existed = os.path.exists(args.output)
-        done, out = trajectory.open_resumable(args.output)
+        done, out = runs.open_resumable(args.output)
         todo = [rec for rec in records if rec["item_id"] not in done]
         try:
             policy = make_policy(args) if todo else None
@@ -303,7 +304,7 @@ def open_output(args, records):
             if not existed and os.path.getsize(args.output) == 0:
                 os.remove(args.output)
             raise
-        trajectory.keep_config(config_path, config, compare, args.force)
+        runs.keep_config(config_path, config, compare, args.force)
     except BaseException:
         lock.close()
         raise
@@ -317,7 +318,7 @@ def main(argv=None):
         records = read_input(args)
         max_rounds = max_rounds_of(args)
         lock, out, todo, policy, n_done = open_output(args, records)
-    except (ValueError, trajectory.OutputBusy) as e:  # RecordError is a ValueError
+    except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"value_estimate.py: {e}") from None
     episodes, replay, lo, hi = count_cost(todo, args.rollouts, max_rounds)
     n_steps = sum(len(trajectory.step_indices(r)) for r in todo)
@@ -334,7 +335,7 @@ def main(argv=None):
                            temperature=args.temperature, criterion=args.criterion, env_name=args.env,
                            progress=bar, stats=stats, replay_check=not args.no_replay_check) if todo else []
         for rec in results:
-            trajectory.append_record(out, rec)
+            runs.append_record(out, rec)
     except agent.PolicyError as e:  # e.g. the model server cannot be reached: every rollout would fail
         raise SystemExit(f"value_estimate.py: {e}") from None
     except RuntimeError as e:  # the replay does not restore a recorded state: the data or the env is not usable

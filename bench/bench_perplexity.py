@@ -22,6 +22,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import perplexity  # noqa: E402
+import devices
 import trajectory  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,7 +88,7 @@ def one_pass():
 
 def batched():
     got = {}
-    for cut in trajectory.token_budget_batches([len(it[1]) for it in items], args.batch_tokens):
+    for cut in devices.token_budget_batches([len(it[1]) for it in items], args.batch_tokens):
         batch = [items[k] for k in cut]
         for it, scores in zip(batch, perplexity.step_ppls(model, batch)):
             got[it[0]] = scores

@@ -144,7 +144,7 @@ print(f"train.py: {n * step_tokens / ours_time:.0f} tok/s | HF Trainer: {n * ste
       f"ratio {hf_time / ours_time:.2f}x (goal >= 1.0) | step-1 loss {ours[0]['loss']:.5f} vs {Clock.losses[0]:.5f} "
       f"(diff {abs(ours[0]['loss'] - Clock.losses[0]):.1e}) | step-{args.steps} loss {ours[-1]['loss']:.5f} vs "
       f"{Clock.losses[-1]:.5f}")
-from trajectory import cpu_has_native_bf16  # noqa: E402
+from devices import cpu_has_native_bf16  # noqa: E402
 print(f"train.py bf16: {n * step_tokens / bf16_time:.0f} tok/s | fp32: {n * step_tokens / ours_time:.0f} tok/s | "
       f"bf16/fp32 ratio {ours_time / bf16_time:.2f}x (CPU native bf16 matmul: {cpu_has_native_bf16()}; goal >= 1.8 "
       f"where native) | step-1 loss bf16 {ours_bf16[0]['loss']:.5f} vs fp32 {ours[0]['loss']:.5f}")

@@ -145,7 +145,7 @@ def describe_machine():
     except ImportError:
         pass
     sys.path.insert(0, ROOT)
-    from trajectory import cpu_has_native_bf16
+    from devices import cpu_has_native_bf16
     flags = set()
     for line in open("/proc/cpuinfo") if os.path.exists("/proc/cpuinfo") else []:
         if line.startswith(("flags", "Features")):

@@ -85,7 +85,8 @@ ALL_ENVS="$TRAIN_ENVS $HELDOUT_ENVS"
 make_data() {
     BABYAI_LEVELS="$BABYAI_LEVELS" $PY - "$OUT/data/train.jsonl" "$N_TRAIN" "$TRAIN_DATA" $TRAIN_ENVS <<'EOF'
 import os, sys
-from trajectory import read_records, write_jsonl, step_indices
+from runs import write_jsonl
+from trajectory import read_records, step_indices
 out, n, files, envs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 if os.path.exists(out):
     print(f"{out}: exists"); sys.exit(0)
@@ -239,7 +240,8 @@ table6() {
         local part="$OUT/table6/${env}_selection.jsonl" srv; srv=$(server_of "$env")
         $PY - "$sel" "$part" "$env" "$TABLE6_N" <<'EOF'
 import os, sys
-from trajectory import read_records, write_jsonl
+from runs import write_jsonl
+from trajectory import read_records
 sel, out, env, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 recs = [r for r in read_records(sel) if str(r["item_id"]).rsplit("_", 1)[0] == env][:n]
 if recs and not os.path.exists(out):

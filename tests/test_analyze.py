@@ -9,7 +9,8 @@ import pytest
 import analyze
 from tests.conftest import ROOT
 from tests.tiny import _tokenizer_dir, tiny_tokenizer
-from trajectory import budget, step_indices, with_selection, write_jsonl
+from runs import write_jsonl
+from trajectory import budget, step_indices, with_selection
 
 
 def record(item_id, actions):

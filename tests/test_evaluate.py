@@ -363,7 +363,7 @@ def test_config_has_no_key_and_other_settings_are_refused(tmp_path):
     evaluate.main(argv + ["--max-rounds", "3", "--tasks", "0:3", "--force"])  # told to: the run goes on
     assert len(open(out).readlines()) == 3
     # a second writer is refused, naming the holder; a lock its killed holder left does not block
-    from trajectory import lock_output
+    from runs import lock_output
     held = lock_output(str(out))
     try:
         with pytest.raises(SystemExit, match="another run is writing this output"):
@@ -377,7 +377,8 @@ def test_config_has_no_key_and_other_settings_are_refused(tmp_path):
 
 def make_selection(tmp_path, ids):
     """A tiny selection file from the expert's own maze episodes: every other step is critical."""
-    from trajectory import step_indices, with_selection, write_jsonl
+    from runs import write_jsonl
+    from trajectory import step_indices, with_selection
     evaluate.main(["--env", "maze", "--tasks", f"{ids[0]}:{ids[-1] + 1}", "--output", str(tmp_path / "e.jsonl"),
                    "--save-trajectories", str(tmp_path / "expert.jsonl")])
     recs = read_records(tmp_path / "expert.jsonl")

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import perplexity
+import runs
+import devices
 import trajectory
 from tests.tiny import make_records, save_tiny, tiny_model, tiny_tokenizer
 
@@ -79,14 +81,14 @@ def test_top_steps_budget_and_ties():
 def test_token_budget_batches():
     """The one batcher of train.py (micro-batches: rows and tokens) and perplexity.py (forward passes: tokens)."""
     lengths = [5, 30, 12, 12, 40, 3]
-    batches = trajectory.token_budget_batches(lengths, 36)
+    batches = devices.token_budget_batches(lengths, 36)
     # longest first (40 alone: over the budget), stable among equal lengths, each cut as late as the budget allows
     assert batches == [[4], [1], [2, 3, 0], [5]]
     assert sorted(i for b in batches for i in b) == list(range(6))
     for b in batches:
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 36
-    assert trajectory.token_budget_batches(lengths, 1000, max_rows=2) == [[4, 1], [2, 3], [0, 5]]
-    assert trajectory.token_budget_batches([], 10) == []
+    assert devices.token_budget_batches(lengths, 1000, max_rows=2) == [[4, 1], [2, 3], [0, 5]]
+    assert devices.token_budget_batches([], 10) == []
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def tiny_run(tmp_path_factory):
     folder = save_tiny(d / "llama", "llama")
     recs = make_records(24, seed=3, min_steps=1, max_steps=12)
     inp = d / "in.jsonl"
-    trajectory.write_jsonl(inp, recs)
+    runs.write_jsonl(inp, recs)
     ref = d / "ref.jsonl"
     perplexity.main(["--input", str(inp), "--output", str(ref), "--model", folder, "--batch-tokens", "600"])
     return d, folder, recs, inp, {r["item_id"]: r for r in trajectory.read_records(ref)}
@@ -155,8 +157,8 @@ def test_merge_leftover_parts(tiny_run, tmp_path, capsys):
     d, folder, recs, inp, ref = tiny_run
     out = tmp_path / "out.jsonl"
     ids = [r["item_id"] for r in recs]
-    trajectory.write_jsonl(out, [ref[i] for i in ids[:4]])
-    trajectory.write_jsonl(f"{out}.part0", [ref[i] for i in ids[4:7]])
+    runs.write_jsonl(out, [ref[i] for i in ids[:4]])
+    runs.write_jsonl(f"{out}.part0", [ref[i] for i in ids[4:7]])
     with open(f"{out}.part3", "w") as f:  # a rank of a bigger run, killed mid-write
         f.write(json.dumps(ref[ids[7]]) + "\n" + json.dumps(ref[ids[8]])[:50])
     perplexity.main(["--input", str(inp), "--output", str(out), "--model", folder])

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import runs
 import trajectory  # noqa: E402
 
 PY = sys.executable
@@ -298,7 +299,7 @@ def test_select_items_raising_anything_fail_alone(tmp_path, monkeypatch):
     sel = _module("select.py")
     recs = _records(12, seed=21)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    trajectory.write_jsonl(inp, recs)
+    runs.write_jsonl(inp, recs)
     ids = [r["item_id"] for r in recs]
     boom = {ids[1]: ZeroDivisionError("division by zero"), ids[4]: KeyError("plan"),
             ids[7]: RecursionError("maximum recursion depth exceeded"), ids[9]: UnicodeEncodeError(
@@ -346,7 +347,7 @@ def test_select_odd_replies_fail_alone(tmp_path, monkeypatch):
     try:
         recs = _records(10, seed=22)
         inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-        trajectory.write_jsonl(inp, recs)
+        runs.write_jsonl(inp, recs)
         first = lambda i: recs[i]["conversations"][0]["value"]
         plan = {0: ["html"] * 3, 1: ["truncated"] * 3, 2: ["no_choices"] * 3, 3: ["bad_content"] * 3,
                 4: ["surrogate"], 5: ["parts"], 6: ["html", "truncated"]}
@@ -383,7 +384,7 @@ def test_select_stops_at_once_when_nothing_can_succeed(tmp_path, monkeypatch):
     """No server (connection refused) and a refused key stop the run with one line, before any output exists."""
     from tests import oracle_server
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    trajectory.write_jsonl(inp, _records(3, seed=23))
+    runs.write_jsonl(inp, _records(3, seed=23))
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     rc, err = run_stage(["select.py", "--input", inp, "--output", out, "--base-url", "http://127.0.0.1:9/v1"])
     assert rc == 1 and "cannot reach http://127.0.0.1:9/v1" in err and len(err.strip().splitlines()) == 1, err
@@ -404,7 +405,7 @@ def test_select_stops_when_the_server_goes_away(tmp_path, monkeypatch):
     (with one line) instead of spending every remaining item's retries; the failed items are in the errors file."""
     sel = _module("select.py")
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    trajectory.write_jsonl(inp, _records(40, seed=25))
+    runs.write_jsonl(inp, _records(40, seed=25))
     calls = []
 
     def gone(client, args, rec):
@@ -428,8 +429,8 @@ def test_canary_key_never_written(tmp_path, monkeypatch):
     from tests import oracle_server
     recs = _records(4, seed=24)
     inp, maze = tmp_path / "in.jsonl", tmp_path / "maze.jsonl"
-    trajectory.write_jsonl(inp, recs)
-    trajectory.write_jsonl(maze, good_records())
+    runs.write_jsonl(inp, recs)
+    runs.write_jsonl(maze, good_records())
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(CASES["steps_bool"][0]())
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
@@ -470,8 +471,8 @@ def test_canary_key_never_written(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- one writer per output
 
-HOLDER = ("import sys, time, trajectory\n"
-          "locks = [trajectory.lock_output(p) for p in sys.argv[1:]]\n"
+HOLDER = ("import sys, time, runs\n"
+          "locks = [runs.lock_output(p) for p in sys.argv[1:]]\n"
           "print('locked', flush=True)\n"
           "time.sleep(120)\n")
 
@@ -482,7 +483,7 @@ def test_second_writer_refused_and_stale_lock_ignored(tmp_path):
     here, to stay fast: it takes the lock before it loads the model, so failing on the model shows that it got
     past the lock; tests/test_perplexity.py runs it whole.)"""
     maze = tmp_path / "maze.jsonl"
-    trajectory.write_jsonl(maze, good_records())
+    runs.write_jsonl(maze, good_records())
     outs = {s: tmp_path / f"{s}.jsonl" for s in ("select", "perplexity", "value_estimate")}
     argv = {"select": ["select.py", "--input", maze, "--output", outs["select"], "--method", "random"],
             "perplexity": ["perplexity.py", "--input", maze, "--output", outs["perplexity"], "--model", NO_MODEL],
@@ -513,7 +514,7 @@ def test_second_writer_refused_and_stale_lock_ignored(tmp_path):
 
 def test_rerun_with_other_settings_refused_unless_forced(tmp_path):
     maze = tmp_path / "maze.jsonl"
-    trajectory.write_jsonl(maze, good_records())
+    runs.write_jsonl(maze, good_records())
     out = tmp_path / "s.jsonl"
     base = ["select.py", "--input", maze, "--output", out, "--method", "random"]
     assert run_stage(base)[0] == 0

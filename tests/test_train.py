@@ -245,11 +245,11 @@ def test_a_run_is_never_overwritten_or_resumed_with_other_settings(runs, tmp_pat
     assert (open(os.path.join(b, "metrics.jsonl")).read(), open(os.path.join(b, "config.json")).read()) == before
 
     # a second writer: the test holds the folder's lock as a live run would; the refusal names it. The launch
-    # also runs --dtype auto on a CPU that claims native bf16 (trajectory.cpu_has_native_bf16 patched at start-up).
-    from trajectory import lock_output
+    # also runs --dtype auto on a CPU that claims native bf16 (devices.cpu_has_native_bf16 patched at start-up).
+    from runs import lock_output
     patch = tmp_path / "patch"
     patch.mkdir()
-    (patch / "sitecustomize.py").write_text("import trajectory\ntrajectory.cpu_has_native_bf16 = lambda: True\n")
+    (patch / "sitecustomize.py").write_text("import devices\ndevices.cpu_has_native_bf16 = lambda: True\n")
     held = lock_output(b)
     try:
         r = launch([PY] + common + ["--data", str(runs["data"]), "--resume", "--dtype", "auto"],

@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-import trajectory
+import devices
 from tests.tiny import make_records, save_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,16 +69,16 @@ def test_flops_mfu_and_memory_against_hand_counts():
 
 
 def test_dtype_auto_follows_the_hardware(monkeypatch):
-    monkeypatch.setattr(trajectory, "cpu_has_native_bf16", lambda: True)
-    dtype, why = trajectory.resolve_dtype("auto", "cpu")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    dtype, why = devices.resolve_dtype("auto", "cpu")
     assert dtype == torch.bfloat16 and "native bf16" in why
-    monkeypatch.setattr(trajectory, "cpu_has_native_bf16", lambda: False)
-    dtype, why = trajectory.resolve_dtype("auto", "cpu")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    dtype, why = devices.resolve_dtype("auto", "cpu")
     assert dtype == torch.float32 and "no native bf16" in why
-    assert trajectory.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # asked for: whatever the CPU
-    assert trajectory.resolve_dtype("float32", "cuda")[0] == torch.float32
+    assert devices.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # asked for: whatever the CPU
+    assert devices.resolve_dtype("float32", "cuda")[0] == torch.float32
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert trajectory.resolve_dtype("auto", "cuda")[0] == torch.bfloat16
+    assert devices.resolve_dtype("auto", "cuda")[0] == torch.bfloat16
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from collections import defaultdict
 import pytest
 
 import agent
+import runs
 import trajectory
 import value_estimate
 from envs import make_env
@@ -123,7 +124,7 @@ def test_doctored_record_is_refused():
 
 def test_refuses_env_without_deterministic_reset(tmp_path):
     inp = tmp_path / "in.jsonl"
-    trajectory.write_jsonl(inp, [expert_record(TASK_D5)])
+    runs.write_jsonl(inp, [expert_record(TASK_D5)])
     with pytest.raises(SystemExit, match="refusing --env webshop"):
         value_estimate.main(["--input", str(inp), "--output", str(tmp_path / "o.jsonl"), "--env", "webshop",
                              "--env-server", "http://127.0.0.1:9", "--policy", "expert"])
@@ -132,7 +133,7 @@ def test_refuses_env_without_deterministic_reset(tmp_path):
 def test_resume_after_kill(tmp_path, capsys):
     recs = [expert_record(t) for t in (14, 12, 13, 15, 19, 20)]
     inp, out, ref = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "ref.jsonl"
-    trajectory.write_jsonl(inp, recs)
+    runs.write_jsonl(inp, recs)
     args = ["--input", str(inp), "--env", "maze", "--rollouts", "2", "--concurrency", "1"]
     # a run slowed down by a stub with latency, killed once two trajectories are written
     code = ("import sys, time, value_estimate\n"
@@ -184,8 +185,8 @@ def test_analyze_numbers(tmp_path, capsys):
          trajectory.with_selection(recs[1], [s[1][0]], {"method": "perplexity"}),
          trajectory.with_selection(recs[2], [], {"method": "perplexity"})]
     fa, fb, fj = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.json"
-    trajectory.write_jsonl(fa, a)
-    trajectory.write_jsonl(fb, b)
+    runs.write_jsonl(fa, a)
+    runs.write_jsonl(fb, b)
     analyze.main([str(fa), str(fb), "--json", str(fj)])
     out = json.loads(fj.read_text())
     fa_, fb_ = out["files"]
