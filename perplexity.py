@@ -33,8 +33,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import runs
 import devices
+import runs
 import trajectory
 
 # ----------------------------------------------------------------------------- scoring
@@ -207,23 +207,22 @@ def load_model(args, device, dtype):
 
 
 def setup(args, rank, world, device):
-    """Everything that can refuse the run, in the order that wastes least: options, the input, the output's lock
-    and settings, the model. Returns (records, lock, tokenizer, model, dtype)."""
+    """Everything that can refuse the run, in the order that wastes least: options, the input, the output (rank 0
+    takes its lock and checks its settings; every rank then loads the model and opens what it appends to: OUTPUT,
+    or with torchrun its own part file). Returns (records, output, tokenizer, model, dtype)."""
     check_args(args)
     records = trajectory.read_records(args.input)[:args.limit]
     dtype, why = devices.resolve_dtype(args.dtype, device.type)
-    # one writer per output: rank 0 holds OUTPUT's lock (the other ranks write nothing before meeting rank 0 at
-    # the first barrier, and torchrun stops them when rank 0 refuses)
-    lock = runs.lock_output(args.output) if rank == 0 else None
     config = {**{k: v for k, v in vars(args).items() if k != "force"}, "world_size": world,
               "dtype_resolved": str(dtype), "dtype_reason": why}
-    compare = ["model", "tokenizer", "ratio", "max_length"]
-    if rank == 0:
-        runs.check_config(f"{args.output}.config.json", config, compare, args.force)
-    tokenizer, model = load_model(args, device, dtype)
-    if rank == 0:
-        runs.keep_config(f"{args.output}.config.json", config, compare, args.force)
-    return records, lock, tokenizer, model, dtype
+    # one writer per output: rank 0 owns OUTPUT (the other ranks write nothing before meeting rank 0 at the first
+    # barrier, and torchrun stops them when rank 0 refuses)
+    out = runs.open_output(args.output, config, ["model", "tokenizer", "ratio", "max_length"], force=args.force,
+                           inputs=[args.input], owner=rank == 0,
+                           append_to=part_path(args.output, rank) if world > 1 else None,
+                           prepare=lambda done: load_model(args, device, dtype))
+    tokenizer, model = out.prepared
+    return records, out, tokenizer, model, dtype
 
 
 def score_all(args, records, tokenizer, model, out, rank, ddp):
@@ -270,13 +269,12 @@ def main(argv=None):
     rank, world, device = devices.init_distributed("perplexity.py", timeout=datetime.timedelta(hours=12))
     ddp = world > 1
     try:  # every refusal is one line (on the rank that refuses; torchrun then stops the others)
-        records, lock, tokenizer, model, dtype = setup(args, rank, world, device)
+        records, output, tokenizer, model, dtype = setup(args, rank, world, device)
     except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"perplexity.py: {e}") from None
     order = [rec["item_id"] for rec in records]
     try:
-        # each rank cuts a partial last line off its own part file, then all ranks read what is done
-        _, out = runs.open_resumable(part_path(args.output, rank) if ddp else args.output)
+        # each rank has cut a partial last line off its own part file (setup); now all ranks read what is done
         if ddp:
             dist.barrier()
         done = done_ids(args.output)
@@ -285,9 +283,9 @@ def main(argv=None):
         todo = [rec for rec in records if rec["item_id"] not in done]
         mine = todo[rank::world]
         devices.print0(f"perplexity: {len(records)} trajectories, {len(done)} already done, {len(todo)} to "
-                          f"score on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
-        score_all(args, mine, tokenizer, model, out, rank, ddp)
-        out.close()
+                       f"score on {world} rank(s) ({len(mine)} on rank 0), {dtype} on {device.type}")
+        score_all(args, mine, tokenizer, model, output.file, rank, ddp)
+        output.file.close()
         if ddp:
             dist.barrier()  # every part file is complete
         if rank == 0:
@@ -298,8 +296,7 @@ def main(argv=None):
     except trajectory.RecordError as e:
         raise SystemExit(f"perplexity.py: {e}") from None
     finally:
-        if lock is not None:
-            lock.close()
+        output.close()
     if ddp:
         dist.destroy_process_group()
 

@@ -44,7 +44,6 @@ per trajectory via trajectory.with_selection, selection = {"method": "value", "r
 """
 import argparse
 import math
-import os
 import time
 from collections import defaultdict
 
@@ -286,29 +285,14 @@ def max_rounds_of(args):
 
 
 def open_output(args, records):
-    """Lock the output, check its settings, read what is done, and make the policy if anything is left:
-    (lock, output file, todo, policy). A refused run leaves no new output or config behind."""
-    lock = runs.lock_output(args.output)
-    config = {k: v for k, v in vars(args).items() if k != "force"}
-    config_path, compare = f"{args.output}.config.json", ["env", "policy", "model", "rollouts", "gamma",
-                                                          "threshold", "criterion", "temperature"]
-    try:
-        runs.check_config(config_path, config, compare, args.force)
-        existed = os.path.exists(args.output)
-        done, out = runs.open_resumable(args.output)
+    """The output, opened (runs.open_output), with .prepared = (the records not done yet, the policy, made only if
+    anything is left). A refused run leaves no new output or config behind."""
+    def prepare(done):
         todo = [rec for rec in records if rec["item_id"] not in done]
-        try:
-            policy = make_policy(args) if todo else None
-        except BaseException:
-            out.close()
-            if not existed and os.path.getsize(args.output) == 0:
-                os.remove(args.output)
-            raise
-        runs.keep_config(config_path, config, compare, args.force)
-    except BaseException:
-        lock.close()
-        raise
-    return lock, out, todo, policy, len(done)
+        return todo, (make_policy(args) if todo else None)
+    config = {k: v for k, v in vars(args).items() if k != "force"}
+    compare = ["env", "policy", "model", "rollouts", "gamma", "threshold", "criterion", "temperature"]
+    return runs.open_output(args.output, config, compare, force=args.force, inputs=[args.input], prepare=prepare)
 
 
 def main(argv=None):
@@ -317,9 +301,10 @@ def main(argv=None):
         check_args(args)
         records = read_input(args)
         max_rounds = max_rounds_of(args)
-        lock, out, todo, policy, n_done = open_output(args, records)
+        out = open_output(args, records)
     except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"value_estimate.py: {e}") from None
+    (todo, policy), n_done = out.prepared, len(out.done)
     episodes, replay, lo, hi = count_cost(todo, args.rollouts, max_rounds)
     n_steps = sum(len(trajectory.step_indices(r)) for r in todo)
     print(f"value estimate: {len(records)} trajectories, {n_done} already done, {len(todo)} to estimate "
@@ -335,7 +320,7 @@ def main(argv=None):
                            temperature=args.temperature, criterion=args.criterion, env_name=args.env,
                            progress=bar, stats=stats, replay_check=not args.no_replay_check) if todo else []
         for rec in results:
-            runs.append_record(out, rec)
+            out.append(rec)
     except agent.PolicyError as e:  # e.g. the model server cannot be reached: every rollout would fail
         raise SystemExit(f"value_estimate.py: {e}") from None
     except RuntimeError as e:  # the replay does not restore a recorded state: the data or the env is not usable
@@ -343,7 +328,6 @@ def main(argv=None):
     finally:
         bar.close()
         out.close()
-        lock.close()
     if not todo:
         return
     dt = time.time() - t0
