@@ -21,24 +21,22 @@ and trains every gpt turn).
     python select.py --input data/agenttraj_l.json --output out/noncritical.jsonl --method complement \
         --reference out/atlas.jsonl
 
-Never losing work, never paying twice: records are appended and flushed one by one; a rerun of the same command
-skips the item_ids already in the output and retries the rest (failures of the last run are listed with their
-reason in OUTPUT.errors.jsonl). A kill loses at most the requests in flight. HTTP 429/5xx/timeouts are retried
-with exponential backoff; an answer that names no usable step is asked again (--parse-retries) and then goes to
-the errors file: an item never gets a made-up selection. Named indices that are not steps, repeats and those past
-the budget are dropped (the first k kept) and counted in the record and in the final summary. Any other failure of
-one item (a reply that is not a chat completion, a record that cannot be written) sends that item alone to the
-errors file; only what fails every item (a refused key, a server that cannot be reached) stops the run, with one
-line. One run writes an output at a time (OUTPUT.lock), and a rerun with other settings (method, ratio, model,
-seed, reference) than OUTPUT.config.json is refused unless --force; the key is never written (only api_key_set).
+Never losing work, never paying twice: records are appended and flushed one by one, a kill loses at most the
+requests in flight, and a rerun of the same command skips the item_ids already in the output and retries the rest
+(the last run's failures, with their reasons, are in OUTPUT.errors.jsonl). An item fails alone and never gets a
+made-up selection: an answer that names no usable step is asked again (--parse-retries), then goes to the errors
+file; named indices that are not steps, repeats and those past the budget are dropped (the first k kept) and counted
+in the record and in the final summary. Only what fails every item (a refused key, a server that cannot be reached)
+stops the run, with one line; the retries, the threads and the key's redaction are oracle.py. One run writes an
+output at a time (OUTPUT.lock), and a rerun with other settings (method, ratio, model, seed, reference) than
+OUTPUT.config.json is refused unless --force; the key is never written (only api_key_set).
 """
-# ---- guard: from the project root `import select` (done by socket, subprocess, asyncio, torch, ...) finds this file
-# instead of the standard-library module. Then load the real one from the rest of sys.path, hand it over in
-# sys.modules, and run nothing of the stage (below the imports, the module only defines functions and constants).
+# `import select` from the project root (subprocess, asyncio, torch do it) finds this file, not the standard
+# library's module: hand that one over instead, and run nothing of the stage (below are only definitions).
 if __name__ == "select":
     import importlib.machinery, importlib.util, os, sys
-    _spec = importlib.machinery.PathFinder.find_spec("select", [p for p in sys.path if os.path.abspath(p or ".") !=
-                                                                os.path.dirname(os.path.abspath(__file__))])
+    _here = os.path.dirname(os.path.abspath(__file__))
+    _spec = importlib.machinery.PathFinder.find_spec("select", [p for p in sys.path if os.path.abspath(p) != _here])
     _spec.loader.exec_module(_real := importlib.util.module_from_spec(_spec))
     sys.modules["select"] = _real
 else:
@@ -49,13 +47,36 @@ else:
     import random
     import re
     import sys
-    import threading
     import time
 
     from tqdm import tqdm
 
+    import oracle
     import runs
     import trajectory
+    from oracle import ItemError, ParseError, redact
+
+
+# ----------------------------------------------------------------------------- the method (paper §3.2)
+
+def select_oracle(client, args, rec):
+    """ATLaS on one trajectory: the oracle is asked the prompt of Appendix D.1 with the budget k = max(1,
+    floor(m * T)) of its T steps (m = --ratio, 30 % in the paper); its answer is parsed into at most k critical
+    steps, and the output record trains on those alone. An answer that names no usable step is asked again
+    (--parse-retries), then the item fails (ItemError): it never gets a made-up selection."""
+    steps = trajectory.step_indices(rec)
+    k = trajectory.budget(len(steps), args.ratio)
+    parse = parse_text_answer if args.response_format == "text" else parse_json_answer
+    schema = None if args.response_format == "text" else response_format_for(steps, args.response_format, k)
+    reply = oracle.ask(client, build_prompt(rec, k, args.response_format), lambda answer: parse(answer, steps, k),
+                       response_format=schema, model=args.model, max_tokens=args.max_tokens,
+                       parse_retries=args.parse_retries, max_retries=args.max_retries, backoff=args.backoff,
+                       where=args.base_url or "OpenAI")
+    kept, reasons, plan, dropped = reply.parsed
+    return trajectory.with_selection(rec, kept, {
+        "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model, "served_by": reply.served_by,
+        "response_format": args.response_format, "plan": plan, "reasons": reasons, "dropped": dropped,
+        "usage": reply.usage, "attempts": reply.attempts, "answer": reply.answer})
 
 
 # ----------------------------------------------------------------------------- the prompt (Appendix D.1)
@@ -119,11 +140,6 @@ CATEGORY_PHRASES = [
     (r"(?:critical|pivotal|key|decisive)[\s-]+actions?", "Critical Action"),
     (r"self[\s-]*correct(?:ion|ing)|recall(?:s|ing)?|reflection", "Self Correction"),
 ]
-# USD per 1M (input, output) tokens, OpenAI list prices (standard tier, checked 2024-11; the Batch API halves
-# them). --price overrides; other models need --price for a cost estimate.
-PRICES = {"gpt-4o": (2.50, 10.00), "gpt-4o-2024-08-06": (2.50, 10.00), "gpt-4o-2024-11-20": (2.50, 10.00),
-          "gpt-4o-2024-05-13": (5.00, 15.00), "gpt-4o-mini": (0.15, 0.60)}
-SECRETS = []  # the API key, so that redact() can scrub it from every message we print or write
 
 
 def response_format_for(steps, kind, budget):
@@ -158,10 +174,7 @@ def build_prompt(rec, budget, response_format="text"):
 
 
 # ----------------------------------------------------------------------------- parsing the oracle's answer
-
-class ParseError(ValueError):
-    """The answer names no usable step; the request is repeated, then the item goes to the errors file."""
-
+# An answer that names no usable step raises ParseError (oracle.py): the oracle is asked again.
 
 def category_of(text):
     """The canonical category of the earliest category phrase in `text`, or None."""
@@ -279,129 +292,6 @@ def parse_json_answer(answer, steps, budget):
     return kept, reasons, plan, dropped
 
 
-# ----------------------------------------------------------------------------- talking to the oracle
-
-class ItemError(Exception):
-    """This trajectory failed (after retries); it goes to the errors file and is retried by the next run.
-    `unreachable`: it failed because no connection to the server could be made."""
-    def __init__(self, message, usage=None, unreachable=False):
-        super().__init__(message)
-        self.usage, self.unreachable = usage, unreachable
-
-
-class FatalError(Exception):
-    """No request can succeed (bad key, unknown model, no quota, no server): the run stops."""
-
-
-def redact(text):
-    """`text` without the API key (nor anything that looks like an OpenAI key, masked or not)."""
-    text = str(text)
-    for s in SECRETS:
-        text = text.replace(s, "***")
-    return re.sub(r"\bsk-[A-Za-z0-9_*.\-]{4,}", "sk-***", text)
-
-
-def backoff_delay(attempt, err, base):
-    """Exponential backoff with jitter; a server's retry-after(-ms) header wins when it asks for longer."""
-    delay = min(60.0, base * 2 ** attempt) * random.uniform(0.5, 1.0)
-    headers = getattr(getattr(err, "response", None), "headers", None) or {}
-    try:
-        if "retry-after-ms" in headers:
-            delay = max(delay, float(headers["retry-after-ms"]) / 1000)
-        elif "retry-after" in headers:
-            delay = max(delay, float(headers["retry-after"]))
-    except ValueError:
-        pass
-    return min(delay, 120.0)
-
-
-def complete(client, args, prompt, steps, budget):
-    """One chat completion, retried with backoff on 429, 5xx, timeouts and dropped connections.
-    Returns (response, number of HTTP requests made)."""
-    import openai
-    kw = dict(model=args.model, messages=[{"role": "user", "content": prompt}], temperature=0,
-              max_tokens=args.max_tokens)
-    if args.response_format != "text":
-        kw["response_format"] = response_format_for(steps, args.response_format, budget)
-    for attempt in range(args.max_retries + 1):
-        try:
-            return client.chat.completions.create(**kw), attempt + 1
-        except openai.APIStatusError as e:
-            if e.status_code in (401, 403, 404) or getattr(e, "code", None) == "insufficient_quota":
-                raise FatalError(f"HTTP {e.status_code} from {args.base_url or 'OpenAI'}: {redact(e.message)}")
-            if e.status_code not in (408, 409, 429) and e.status_code < 500:
-                raise ItemError(f"HTTP {e.status_code}: {redact(e.message)}")  # e.g. 400 prompt too long
-            err = e
-        except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            err = e
-        if attempt < args.max_retries:
-            time.sleep(backoff_delay(attempt, err, args.backoff))
-    unreachable = isinstance(err, openai.APIConnectionError) and not isinstance(err, openai.APITimeoutError)
-    raise ItemError(f"gave up after {args.max_retries + 1} requests: {type(err).__name__}: {redact(err)}",
-                    unreachable=unreachable)
-
-
-def reply_of(resp):
-    """(answer text, finish_reason, usage) of a chat completion. A reply of another shape (an HTML page or a cut-off
-    body behind a 200, no choices, `content` that is neither text nor a list of text parts) is a ParseError: the
-    item is asked again, then goes to the errors file."""
-    if isinstance(resp, str):  # the SDK hands back the body as text when it is not JSON
-        raise ParseError(f"the reply is not a JSON chat completion but {resp[:80]!r}")
-    choices = getattr(resp, "choices", None)
-    if not isinstance(choices, list) or not choices:
-        raise ParseError("the reply has no choices")
-    choice = choices[0]
-    content = getattr(getattr(choice, "message", None), "content", None)
-    if isinstance(content, list):  # content parts, as some servers send: their text, in order
-        parts = [p.get("text") if isinstance(p, dict) else getattr(p, "text", None) for p in content]
-        content = "".join(parts) if all(isinstance(t, str) for t in parts) else None
-        if content is None:
-            raise ParseError("the reply's content is a list that is not made of text parts")
-    if content is not None and not isinstance(content, str):
-        raise ParseError(f"the reply's content is a {type(content).__name__}, not text")
-    usage = {}
-    for name in ("prompt_tokens", "completion_tokens"):
-        n = getattr(getattr(resp, "usage", None), name, None)
-        usage[name] = n if isinstance(n, int) and not isinstance(n, bool) else 0
-    return content or "", getattr(choice, "finish_reason", None), usage
-
-
-def select_oracle(client, args, rec):
-    """Ask the oracle until its answer parses (at most 1 + --parse-retries answers); the output record."""
-    steps = trajectory.step_indices(rec)
-    k = trajectory.budget(len(steps), args.ratio)
-    prompt = build_prompt(rec, k, args.response_format)
-    parse = parse_text_answer if args.response_format == "text" else parse_json_answer
-    usage, requests, problem = {"prompt_tokens": 0, "completion_tokens": 0}, 0, None
-    for _ in range(args.parse_retries + 1):
-        try:
-            resp, n = complete(client, args, prompt, steps, k)
-        except ItemError as e:
-            raise ItemError(f"{e}" + (f" (after {requests} earlier requests)" if requests else ""), usage,
-                            e.unreachable) from None
-        except ValueError as e:  # a 200 whose JSON body the SDK cannot read (cut off, not JSON)
-            requests += 1
-            problem = f"the reply is not JSON ({type(e).__name__}: {e})"
-            continue
-        requests += n
-        answer, finish = "", None
-        try:
-            answer, finish, got = reply_of(resp)
-            for name in usage:
-                usage[name] += got[name]
-            kept, reasons, plan, dropped = parse(answer, steps, k)
-        except ParseError as e:
-            cut = " (cut at --max-tokens)" if finish == "length" else ""
-            problem = f"{e}{cut}; answer began {answer[:160]!r}"
-            continue
-        return trajectory.with_selection(rec, kept, {
-            "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model,
-            "served_by": getattr(resp, "model", None), "response_format": args.response_format, "plan": plan,
-            "reasons": reasons, "dropped": dropped, "usage": usage, "attempts": requests, "answer": answer})
-    raise ItemError(f"unparsable after {args.parse_retries + 1} answers ({requests} requests): {redact(problem)}",
-                    usage)
-
-
 # ----------------------------------------------------------------------------- the ablation selectors
 
 def select_random(args, rec):
@@ -429,6 +319,11 @@ def select_complement(args, rec, ref):
 
 
 # ----------------------------------------------------------------------------- the run
+
+# the settings a rerun into the same output must share, by method (--force mixes them)
+COMPARE = {"oracle": ["method", "ratio", "model"], "random": ["method", "ratio", "seed"],
+           "complement": ["method", "reference", "seed"]}
+
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description="ATLaS critical-step selection (paper §3.2, Appendix D.1).")
@@ -489,39 +384,6 @@ def check_args(args):
     runs.check_output(args.output, [args.input, args.reference])
 
 
-def count_tokens(model):
-    """A prompt-token counter and its name: tiktoken's encoding for the model if tiktoken is installed and has
-    its encoding file (it downloads it once), else the usual 4-characters-per-token estimate."""
-    try:
-        import tiktoken
-        enc = tiktoken.encoding_for_model(model)
-        return (lambda s: len(enc.encode(s))), f"tiktoken {enc.name}"
-    except Exception:
-        return (lambda s: (len(s) + 3) // 4), "estimate: characters / 4 (tiktoken not available)"
-
-
-def dry_run(args, todo, skipped):
-    count, how = count_tokens(args.model)
-    prompt_tokens, answer_tokens = 0, 0
-    for rec in todo:
-        k = trajectory.budget(len(trajectory.step_indices(rec)), args.ratio)
-        prompt_tokens += count(build_prompt(rec, k, args.response_format)) + 7  # + chat-format overhead
-        answer_tokens += 150 + 60 * k  # rough: a plan plus one reason per step
-    print(f"dry run: {len(todo)} trajectories to select, {skipped} already in {args.output}")
-    if args.method != "oracle":
-        print(f"{args.method} selection sends no request: cost $0")
-        return
-    print(f"requests: {len(todo)} (more if some are retried)")
-    print(f"prompt tokens: {prompt_tokens:,} ({how}); answer tokens: ~{answer_tokens:,} (rough: 150 + 60 per step)")
-    price = args.price or PRICES.get(args.model)
-    if price is None:
-        print(f"cost: unknown for model {args.model!r}; pass --price IN,OUT (USD per 1M tokens)")
-        return
-    cost = prompt_tokens / 1e6 * price[0] + answer_tokens / 1e6 * price[1]
-    print(f"estimated cost: ${cost:,.2f} at ${price[0]}/${price[1]} per 1M input/output tokens "
-          f"({'--price' if args.price else args.model + ' list price'})")
-
-
 def load_inputs(args):
     """The records to select and, for complement, the reference selections by item_id (RecordError if bad)."""
     records = trajectory.read_records(args.input)
@@ -540,50 +402,31 @@ def load_inputs(args):
     return records, refs
 
 
-def make_client(args):
-    """The OpenAI client (None for the ablations), after one GET /models: a server that cannot be reached or
-    refuses the key stops the run here, before any output is made. ValueError with one line if so."""
+def dry_run(args, todo, skipped):
+    count, how = oracle.count_tokens(args.model)
+    prompt_tokens, answer_tokens = 0, 0
+    for rec in todo:
+        k = trajectory.budget(len(trajectory.step_indices(rec)), args.ratio)
+        prompt_tokens += count(build_prompt(rec, k, args.response_format)) + 7  # + chat-format overhead
+        answer_tokens += 150 + 60 * k  # rough: a plan plus one reason per step
+    print(f"dry run: {len(todo)} trajectories to select, {skipped} already in {args.output}")
     if args.method != "oracle":
-        return None
-    key = os.environ.get("OPENAI_API_KEY")
-    if not key and not args.base_url:
-        raise ValueError("set OPENAI_API_KEY (or pass --base-url for a local server that needs no key)")
-    if key:
-        SECRETS.append(key)
-    import openai
-    # the SDK's own retries are off: complete() retries, so the attempts it counts are the real ones
-    client = openai.OpenAI(api_key=key or "no-key", base_url=args.base_url, timeout=args.timeout, max_retries=0)
-    try:
-        client.with_options(timeout=min(args.timeout, 30.0)).models.list()
-    except openai.APITimeoutError:
-        pass  # a busy server: the requests will tell
-    except openai.APIConnectionError as e:
-        raise ValueError(f"cannot reach {args.base_url or 'OpenAI'}: {redact(e.__cause__ or e)}") from None
-    except openai.APIStatusError as e:
-        if e.status_code in (401, 403):
-            raise ValueError(f"HTTP {e.status_code} from {args.base_url or 'OpenAI'}: {redact(e.message)}") from None
-    except Exception:
-        pass  # a server without /models (or with an odd answer there): the requests will tell
-    return client
+        print(f"{args.method} selection sends no request: cost $0")
+        return
+    print(f"requests: {len(todo)} (more if some are retried)")
+    print(f"prompt tokens: {prompt_tokens:,} ({how}); answer tokens: ~{answer_tokens:,} (rough: 150 + 60 per step)")
+    price = args.price or oracle.PRICES.get(args.model)
+    if price is None:
+        print(f"cost: unknown for model {args.model!r}; pass --price IN,OUT (USD per 1M tokens)")
+        return
+    cost = prompt_tokens / 1e6 * price[0] + answer_tokens / 1e6 * price[1]
+    print(f"estimated cost: ${cost:,.2f} at ${price[0]}/${price[1]} per 1M input/output tokens "
+          f"({'--price' if args.price else args.model + ' list price'})")
 
 
-def open_output(args, client):
-    """Lock the output for this process, check and keep the settings beside it, and open it for appending:
-    (lock, done item_ids, output file, errors file)."""
-    lock = runs.lock_output(args.output)
-    config = {k: v for k, v in vars(args).items() if k != "force"}
-    config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # saved as api_key_set, never as is
-    compare = {"oracle": ["method", "ratio", "model"], "random": ["method", "ratio", "seed"],
-               "complement": ["method", "reference", "seed"]}[args.method]
-    try:
-        runs.keep_config(args.output + ".config.json", config, compare, args.force)
-        done, out = runs.open_resumable(args.output)
-    except BaseException:
-        lock.close()
-        raise
-    # this run's failures only; a reason that cannot be written as UTF-8 is escaped rather than lost
-    errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8", errors="backslashreplace")
-    return lock, done, out, errors
+def make_client(args):
+    """The oracle's client (None for the ablations, which send no request); ValueError if it cannot be used."""
+    return oracle.make_client(args.base_url, args.timeout) if args.method == "oracle" else None
 
 
 def select_one(args, client, rec, ref):
@@ -594,34 +437,6 @@ def select_one(args, client, rec, ref):
     return select_complement(args, rec, ref)
 
 
-def run_pool(work, items, threads):
-    """work(item) for every item on `threads` daemon threads; returns the FatalError that stopped them, or None.
-    Daemon threads, so that a stop never waits for the requests in flight (their items are simply redone)."""
-    items, take, stop, fatal = iter(items), threading.Lock(), threading.Event(), []
-
-    def worker():
-        while not stop.is_set():
-            with take:
-                item = next(items, None)
-            if item is None:
-                return
-            try:
-                work(item)
-            except Exception as e:  # work() keeps an item's own failures: what escapes it stops the run
-                fatal.append(e if isinstance(e, FatalError) else FatalError(f"{type(e).__name__}: {e}"))
-                stop.set()
-
-    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    try:
-        while not stop.is_set() and any(t.is_alive() for t in pool):
-            stop.wait(0.05)
-    finally:
-        stop.set()  # also on Ctrl-C: no worker takes another item
-    return fatal[0] if fatal else None
-
-
 def count(stats, rec, err):
     """Add one finished item (its output record, or its ItemError) to the run's numbers."""
     usage = rec["selection"].get("usage") if rec else getattr(err, "usage", None)
@@ -629,11 +444,9 @@ def count(stats, rec, err):
     stats["completion_tokens"] += (usage or {}).get("completion_tokens", 0)
     if rec is None:
         stats["failed"] += 1
-        stats["unreachable_in_a_row"] = stats["unreachable_in_a_row"] + 1 if err.unreachable else 0
         return
     sel = rec["selection"]
     stats["done"] += 1
-    stats["unreachable_in_a_row"] = 0
     stats["share"] += len(rec["critical_steps"]) / len(rec["steps"])
     stats["requests"] += sel.get("attempts", 0)
     stats["short_by"] += sel.get("short_by", 0)
@@ -642,54 +455,36 @@ def count(stats, rec, err):
 
 
 def select_all(args, client, todo, refs, out, errors):
-    """Select every item of `todo`, each written (or sent to the errors file with its reason) by its own worker
-    the moment it is done. An item can only fail alone: any exception while selecting, checking or writing it
-    puts it in the errors file. Returns (stats, FatalError or None)."""
+    """Select every item of `todo` (--concurrency in flight for the oracle), each written, or sent to the errors
+    file with its reason, the moment it is done. An item can only fail alone: any exception while selecting,
+    checking or writing it puts it in the errors file. Returns (stats, the FatalError that stopped it or None)."""
     stats = {"done": 0, "failed": 0, "share": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "short_by": 0,
-             "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter(),
-             "unreachable_in_a_row": 0}
-    write_lock, stopped = threading.Lock(), threading.Event()
+             "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter()}
     bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
 
     def work(rec):
-        out_rec, err = None, None
+        out_rec = select_one(args, client, rec, refs.get(rec["item_id"]))
+        trajectory.validate_record(out_rec, "the selected record")  # a selector's bug fails its item, not the run
+        return out_rec
+
+    def finish(rec, out_rec, err):  # one at a time: the pool holds its writer's lock
         try:
-            out_rec = select_one(args, client, rec, refs.get(rec["item_id"]))
-            trajectory.validate_record(out_rec, "the selected record")
-        except FatalError:
-            raise
-        except ItemError as e:
-            err = e
-        except Exception as e:  # anything else that goes wrong with this one item (a bug, an odd reply)
-            out_rec, err = None, ItemError(f"{type(e).__name__}: {e}")
-        with write_lock:
-            if stopped.is_set():
-                return  # the run is stopping: nothing more is written
-            try:
-                if out_rec is not None:
-                    runs.append_record(out, out_rec)
-            except Exception as e:
-                out_rec, err = None, ItemError(f"could not be written: {type(e).__name__}: {e}")
-            if out_rec is None:
-                errors.write(json.dumps({"item_id": rec["item_id"], "reason": redact(err)}, ensure_ascii=False)
-                             + "\n")
-                errors.flush()
-            count(stats, out_rec, err)
-            bar.update(1)
-            bar.set_postfix(failed=stats["failed"], refresh=False)
-            if stats["unreachable_in_a_row"] >= max(4, 2 * args.concurrency):
-                raise FatalError(f"the last {stats['unreachable_in_a_row']} items could not reach "
-                                 f"{args.base_url or 'OpenAI'} ({redact(err)})")
+            if out_rec is not None:
+                out.append(out_rec)
+        except Exception as e:
+            out_rec, err = None, ItemError(f"could not be written: {type(e).__name__}: {e}")
+        if out_rec is None:
+            errors.write(json.dumps({"item_id": rec["item_id"], "reason": redact(err)}, ensure_ascii=False) + "\n")
+            errors.flush()
+        count(stats, out_rec, err)
+        bar.update(1)
+        bar.set_postfix(failed=stats["failed"], refresh=False)
 
     try:
-        fatal = run_pool(work, todo, args.concurrency if client else 1)
+        return stats, oracle.run_pool(work, finish, todo, args.concurrency if client else 1,
+                                      args.base_url or "OpenAI")
     finally:
-        held = write_lock.acquire(timeout=10)  # never leave in the middle of writing a record
-        stopped.set()
-        if held:
-            write_lock.release()
         bar.close()
-    return stats, fatal
 
 
 def summarise(args, client, stats, skipped, elapsed):
@@ -711,7 +506,7 @@ def summarise(args, client, stats, skipped, elapsed):
 
 def main(argv=None):
     args = get_args(argv)
-    try:  # every refusal is one line, and leaves nothing behind but the lock file
+    try:  # every refusal is one line, and leaves nothing behind
         check_args(args)
         records, refs = load_inputs(args)
         if args.dry_run:
@@ -719,10 +514,15 @@ def main(argv=None):
             todo = [r for r in records if r["item_id"] not in done]
             return dry_run(args, todo, len(records) - len(todo))
         client = make_client(args)
-        lock, done, out, errors = open_output(args, client)
+        config = {k: v for k, v in vars(args).items() if k != "force"}
+        config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # kept as api_key_set, never as is
+        out = runs.open_output(args.output, config, COMPARE[args.method], force=args.force,
+                               inputs=[args.input, args.reference])
     except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
         raise SystemExit(f"select.py: {redact(e)}") from None
-    todo = [r for r in records if r["item_id"] not in done]
+    # this run's failures only; a reason that cannot be written as UTF-8 is escaped rather than lost
+    errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8", errors="backslashreplace")
+    todo = [r for r in records if r["item_id"] not in out.done]
     skipped = len(records) - len(todo)
     print(f"select.py: {args.method}, {len(records)} trajectories in {args.input}: {skipped} already done in "
           f"{args.output}, {len(todo)} to select" + (f" with {args.model} at {args.base_url or 'OpenAI'}, "
@@ -736,7 +536,6 @@ def main(argv=None):
     finally:
         out.close()
         errors.close()
-        lock.close()
     if fatal is not None:
         raise SystemExit(f"select.py: stopped: {fatal}")
     summarise(args, client, stats, skipped, time.time() - t0)

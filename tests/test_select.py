@@ -1,6 +1,6 @@
-"""select.py: the prompt, the answer parser, and whole runs through the real openai client against
-tests/oracle_server.py (faults, kill-and-resume, key hygiene, malformed inputs, ablations, dry run), plus the
-stdlib-shadowing guard."""
+"""select.py and oracle.py: the prompt, the answer parser, the pool of requests, and whole runs through the real
+openai client against tests/oracle_server.py (faults, kill-and-resume, key hygiene, malformed inputs, ablations, dry
+run), plus the stdlib-shadowing guard and what select.py imports."""
 import importlib.util
 import json
 import os
@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import oracle
 import trajectory
 from tests import oracle_server
 from tests.oracle_server import make_records, scripted_answer, write_jsonl
@@ -140,7 +141,8 @@ def test_parse_json():
     assert reasons == [{"index": 9, "category": "Self Correction", "reason": "r9"},
                        {"index": 3, "category": "Plan Creation", "reason": "r3"}]
     # a raw newline inside a string (small local models write them) is not a reason to fail the item
-    raw = '{"plan": "line 1\nline 2", "critical_steps": [{"index": 3, "category": "Critical Action", "reason": "a\tb"}]}'
+    raw = ('{"plan": "line 1\nline 2", '
+           '"critical_steps": [{"index": 3, "category": "Critical Action", "reason": "a\tb"}]}')
     assert sel.parse_json_answer(raw, STEPS, 2)[0] == [3]
     for bad in ['{"plan": "x"', '{"plan": "x"}', '{"critical_steps": [{"index": 1}]}', "[3, 5]"]:
         with pytest.raises(sel.ParseError):
@@ -178,12 +180,74 @@ def test_parse_every_server_style_and_synonym():
 
 
 def test_redact():
-    sel.SECRETS.append("local-secret-token")
+    oracle.SECRETS.append("local-secret-token")
     try:
-        msg = sel.redact("Bearer local-secret-token; Incorrect API key provided: sk-proj-abc***wxyz. task-1234")
+        msg = oracle.redact("Bearer local-secret-token; Incorrect API key provided: sk-proj-abc***wxyz. task-1234")
         assert "local-secret-token" not in msg and "abc" not in msg and "task-1234" in msg
+        assert sel.redact is oracle.redact  # select.py prints and writes through the same one
     finally:
-        sel.SECRETS.remove("local-secret-token")
+        oracle.SECRETS.remove("local-secret-token")
+
+
+# ----------------------------------------------------------------------------- oracle.py: the pool of requests
+
+def _pool(work, items, threads=3):
+    finished, inside, overlap = [], [0], []
+
+    def finish(item, result, err):
+        inside[0] += 1
+        overlap.append(inside[0])
+        time.sleep(0.001)
+        finished.append((item, result, err and str(err)))
+        inside[0] -= 1
+    return oracle.run_pool(work, finish, items, threads, where="http://x/v1"), finished, max(overlap or [0])
+
+
+def test_pool_items_fail_alone_and_finish_one_at_a_time():
+    def work(i):
+        if i % 5 == 0:
+            raise KeyError(i)
+        if i % 7 == 0:
+            raise oracle.ItemError("HTTP 400: too long")
+        return i * i
+
+    fatal, finished, overlap = _pool(work, range(1, 41))
+    assert fatal is None and overlap == 1 and sorted(i for i, _, _ in finished) == list(range(1, 41))
+    for i, result, err in finished:
+        want = ("KeyError: " + str(i)) if i % 5 == 0 else "HTTP 400: too long" if i % 7 == 0 else None
+        assert (result, err) == ((None, want) if want else (i * i, None)), i
+
+
+def test_pool_stops_on_a_fatal_error_or_a_server_gone_away():
+    def refused(i):
+        if i >= 3:
+            raise oracle.FatalError("HTTP 401 from OpenAI: Incorrect API key")
+        return i
+
+    fatal, finished, _ = _pool(refused, range(100), threads=1)
+    assert str(fatal) == "HTTP 401 from OpenAI: Incorrect API key" and [i for i, _, _ in finished] == [0, 1, 2]
+
+    def gone(i):  # one reachable item resets the count: only 2 x threads unreachable in a row stop the run
+        if i == 4 or i >= 10:
+            raise oracle.ItemError("gave up after 9 requests: APIConnectionError", unreachable=True)
+        return i
+
+    fatal, finished, _ = _pool(gone, range(100), threads=1)
+    assert str(fatal).startswith("the last 4 items could not reach http://x/v1 (gave up after 9 requests")
+    assert [i for i, _, _ in finished] == list(range(14))
+    fatal, finished, _ = _pool(gone, range(100), threads=3)  # more in flight, more allowed to fail together
+    assert str(fatal).startswith("the last 6 items could not reach http://x/v1")
+
+
+def test_oracle_imports_no_stage_torch_or_sdk():
+    """select.py starts fast: oracle.py (and select.py itself) import only the standard library, tqdm and the record
+    modules; the openai SDK is imported when the first client is made."""
+    code = ("import sys, importlib.util; import oracle; heavy = {'torch', 'transformers', 'openai', 'tiktoken'}; "
+            "assert not (heavy | {'trajectory', 'runs', 'devices', 'tqdm'}) & set(sys.modules), sys.modules.keys(); "
+            "s = importlib.util.spec_from_file_location('atlas_select', 'select.py'); "
+            "s.loader.exec_module(importlib.util.module_from_spec(s)); assert not heavy & set(sys.modules)")
+    r = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 # ----------------------------------------------------------------------------- whole runs against the server
