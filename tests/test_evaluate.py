@@ -14,6 +14,7 @@ import pytest
 
 import agent
 import evaluate
+import report
 from agent import ExpertPolicy, OpenAIPolicy, run_episode, run_episodes
 from envs import make_env
 from tests import expert_server
@@ -189,7 +190,7 @@ def test_evaluate_cli_resumable_with_valid_trajectories(tmp_path, capsys):
     assert len(read_records(traj)) == 8
     # the report: Maze 100, the png is written
     png = tmp_path / "t.png"
-    t1 = evaluate.report(evaluate.get_args(["--report", str(out), "--report-png", str(png)]))["table1"]
+    t1 = evaluate.main(["--report", str(out), "--report-png", str(png)])["table1"]
     assert t1["expert"]["maze"]["score"] == 100.0 and t1["expert"]["maze"]["n"] == 8 and png.stat().st_size > 1000
     assert t1["expert"]["avg_in"] is None and t1["expert"]["part_in"]["of"] == (1, 10)  # 1 of 10 held-in columns
 
@@ -207,7 +208,7 @@ def test_report_layout_and_metrics(tmp_path, capsys):
              for i in range(4)]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    t1 = evaluate.report(evaluate.get_args(["--report", str(path), "--report-png", str(tmp_path / "p.png")]))["table1"]
+    t1 = evaluate.main(["--report", str(path), "--report-png", str(tmp_path / "p.png")])["table1"]
     assert t1["m1"]["maze"]["score"] == 50.0                      # success rate
     assert t1["m1"]["babyai"]["score"] == pytest.approx(40.0)     # mean reward x 100 (dense reward, as AgentGym)
     assert t1["m1"]["pddl"]["score"] == pytest.approx(30.0)       # progress rate x 100, not the reward
@@ -222,8 +223,8 @@ def test_report_layout_and_metrics(tmp_path, capsys):
     assert "held-in" in out and "held-out" in out and "AVG k/N" in head and "PDDL" in head
     assert "45.00 (2/10)" in out and "27.50 (2/4)" in out
     # --held-out babyai: babyai joins the paper's held-out envs, nothing else is relabelled
-    moved = evaluate.report(evaluate.get_args(["--report", str(path), "--report-png", str(tmp_path / "q.png"),
-                                               "--held-out", "babyai"]))["table1"]
+    moved = evaluate.main(["--report", str(path), "--report-png", str(tmp_path / "q.png"),
+                           "--held-out", "babyai"])["table1"]
     assert moved["m1"]["part_out"]["of"] == (3, 5) and moved["m1"]["part_in"]["of"] == (1, 9)
     assert moved["m1"]["part_in"]["score"] == pytest.approx(50.0)
     out = capsys.readouterr().out
@@ -233,9 +234,9 @@ def test_report_layout_and_metrics(tmp_path, capsys):
     # a full held-in split gives the AVG column
     full = [{"item_id": f"{e}_0", "env": e, "task_id": 0, "reward": 100.0 if e == "sciworld" else 1.0, "success": 1,
              "label": "f"}
-            for e in evaluate.HELD_IN]
+            for e in report.HELD_IN]
     path.write_text("".join(json.dumps(r) + "\n" for r in full))
-    t1 = evaluate.report(evaluate.get_args(["--report", str(path), "--report-png", str(tmp_path / "p.png")]))["table1"]
+    t1 = evaluate.main(["--report", str(path), "--report-png", str(tmp_path / "p.png")])["table1"]
     assert t1["f"]["avg_in"]["score"] == 100.0 and t1["f"]["part_in"] is None and t1["f"]["avg_out"] is None
 
 
@@ -425,8 +426,8 @@ def test_from_critical_expert_and_stub(tmp_path, capsys):
         again = evaluate.from_critical(evaluate.get_args(argv), policy=policy)
         assert again == [] and len(open(out).readlines()) == len(sel) + n_crit
     capsys.readouterr()
-    t6 = evaluate.report(evaluate.get_args(["--report", str(tmp_path / "table6_stub.jsonl"), "--report-png",
-                                            str(tmp_path / "t.png")]))["table6"]["base"]["maze"]
+    t6 = evaluate.main(["--report", str(tmp_path / "table6_stub.jsonl"), "--report-png",
+                        str(tmp_path / "t.png")])["table6"]["base"]["maze"]
     assert t6["scratch"]["n"] == 4 and t6["critical"]["n"] == n_crit and t6["tasks"] == 4
     rows = [json.loads(l) for l in open(tmp_path / "table6_stub.jsonl")]
     restarts = [r for r in rows if r["start"] is not None]
@@ -454,3 +455,26 @@ def test_from_critical_bad_selection_one_line(tmp_path):
     with pytest.raises(SystemExit, match="record 2 .*task maze_0 again"):
         evaluate.main(["--from-critical", str(twice), "--output", out])
     assert not os.path.exists(out) and not os.path.exists(out + ".config.json") and len(sel) == 2
+
+
+def test_results_carry_the_models_selection_and_are_named_by_it(tmp_path):
+    model = tmp_path / "final"  # what train.py leaves in a model folder: the training records' selection
+    model.mkdir()
+    (model / "selection.json").write_text(json.dumps({"method": "oracle", "ratio": 0.3, "model": "gpt-4o",
+                                                      "n_records": 4}))
+    out = tmp_path / "r.jsonl"
+    evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:2",
+                   "--output", str(out)])
+    rows = [json.loads(line) for line in open(out)]
+    assert len(rows) == 2 and {r["label"] for r in rows} == {"critical@0.3"}  # oracle = ATLaS = the Critical row
+    assert all(r["selection"] == {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "n_records": 4}
+               for r in rows)
+    named = tmp_path / "named.jsonl"  # an explicit --label still names the row
+    evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:1",
+                   "--label", "mine", "--output", str(named)])
+    assert json.loads(open(named).readline())["label"] == "mine"
+    (model / "selection.json").write_text("[1]")
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:1",
+                       "--output", str(tmp_path / "bad.jsonl")])
+    assert "selection.json: not a selection" in str(e.value)

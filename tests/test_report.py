@@ -1,5 +1,6 @@
-"""evaluate.py --report: Tables 2, 3 and 6 from labelled result files, episode counts per cell, Wilson intervals
-checked by hand, AVG only over a full split, charts on a fixed 0-100 axis, and one line for bad result files."""
+"""The report (report.py; evaluate.py --report): Tables 2, 3 and 6 from labelled result files, rows from the
+results' selection, episode counts per cell, Wilson intervals checked by hand, AVG only over a full split, charts
+on a fixed 0-100 axis, and one line for bad result files."""
 import json
 import subprocess
 import sys
@@ -7,9 +8,10 @@ import sys
 import pytest
 
 import evaluate
+import report
 from tests.conftest import ROOT
 
-ENVS = evaluate.HELD_IN + evaluate.HELD_OUT
+ENVS = report.HELD_IN + report.HELD_OUT
 
 
 def write(path, rows):
@@ -29,33 +31,32 @@ def episodes(label, env, successes, n, start=False, **extra):
 
 
 def run_report(tmp_path, files, *extra):
-    return evaluate.report(evaluate.get_args(["--report", *files, "--report-png", str(tmp_path / "t.png"),
-                                              *extra]))
+    return report.report(report.get_args([*files, "--report-png", str(tmp_path / "t.png"), *extra]))
 
 
 def test_wilson_by_hand():
     # 12 of 25 (the paper's Maze 48.00): p = 0.48, z = 1.96; centre (p + z^2/2n) / (1 + z^2/n) = 0.48266,
     # half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n) = 0.18235 -> [30.03, 66.50]
-    lo, hi = evaluate.wilson(12, 25)
+    lo, hi = report.wilson(12, 25)
     assert lo == pytest.approx(30.03, abs=0.01) and hi == pytest.approx(66.50, abs=0.01)
     # 0 of 25: [0, z^2 / (n + z^2)] = [0, 3.8415 / 28.8415] = [0, 13.32]
-    lo, hi = evaluate.wilson(0, 25)
+    lo, hi = report.wilson(0, 25)
     assert lo == pytest.approx(0.0, abs=1e-9) and hi == pytest.approx(13.32, abs=0.01)
     # 48 vs 44 on 25 games: the intervals overlap almost entirely
-    assert evaluate.wilson(11, 25)[1] > evaluate.wilson(12, 25)[0]
+    assert report.wilson(11, 25)[1] > report.wilson(12, 25)[0]
 
 
 def test_mean_reward_intervals_stay_within_the_scores_that_can_occur():
     # babyai rewards 0, 0, 0, 1 (x100): mean 25, s = 50, 25 -+ 1.96 * 50 / 2 = [-24.0, 74.0] -> cut at 0
-    c = evaluate.cell("babyai", [{"reward": r, "success": int(r == 1)} for r in (0, 0, 0, 1)])
+    c = report.cell("babyai", [{"reward": r, "success": int(r == 1)} for r in (0, 0, 0, 1)])
     assert c["score"] == 25.0 and c["ci"] == pytest.approx((0.0, 74.0), abs=0.01)
     # rewards 1, 1, 1, 0 -> 75 -+ 49.0 = [26.0, 124.0] -> cut at 100
-    assert evaluate.cell("babyai", [{"reward": r, "success": r} for r in (1, 1, 1, 0)])["ci"] == \
+    assert report.cell("babyai", [{"reward": r, "success": r} for r in (1, 1, 1, 0)])["ci"] == \
         pytest.approx((26.0, 100.0), abs=0.01)
     # ScienceWorld scores go negative: -100, 100 -> 0 -+ 1.96 * 141.42 / 1.414 = [-196, 196] -> [-100, 100]
-    sci = evaluate.cell("sciworld", [{"reward": r, "success": int(r == 100)} for r in (-100.0, 100.0)])
+    sci = report.cell("sciworld", [{"reward": r, "success": int(r == 100)} for r in (-100.0, 100.0)])
     assert sci["ci"] == pytest.approx((-100.0, 100.0), abs=0.01)
-    assert evaluate.average([c, sci])["ci"][0] >= -100.0 and evaluate.average([c, c])["ci"][0] >= 0.0
+    assert report.average([c, sci])["ci"][0] >= -100.0 and report.average([c, c])["ci"][0] >= 0.0
 
 
 def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
@@ -64,7 +65,7 @@ def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
               "random@0.1": 7, "base": 3, "my-model": 5}
     rows = [r for label, k in solved.items() for env in ENVS for r in episodes(label, env, k, 20)]
     # random@0.2 has held-in envs only, one missing: no AVG at all, a partial one marked 9/10
-    rows += [r for env in evaluate.HELD_IN[:-1] for r in episodes("random@0.2", env, 6, 20)]
+    rows += [r for env in report.HELD_IN[:-1] for r in episodes("random@0.2", env, 6, 20)]
     out = run_report(tmp_path, [write(tmp_path / "r.jsonl", rows)])
     text = capsys.readouterr().out
     assert list(out["table2"]) == ["noncritical@0.3", "complete", "critical@0.3"]
@@ -75,11 +76,11 @@ def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
     assert c["score"] == pytest.approx(60.0) and c["n"] == 10 * 20
     assert t3["critical@0.3"]["out"]["n"] == 4 * 20 and t3["critical@0.3"]["out"]["score"] == pytest.approx(60.0)
     lo, hi = c["ci"]
-    assert lo < 60.0 < hi and hi - lo < evaluate.wilson(12, 20)[1] - evaluate.wilson(12, 20)[0]  # 10 columns
+    assert lo < 60.0 < hi and hi - lo < report.wilson(12, 20)[1] - report.wilson(12, 20)[0]  # 10 columns
     assert t3["random@0.2"]["in"] is None and t3["random@0.2"]["part_in"]["of"] == (9, 10)
     assert t3["random@0.2"]["out"] is None and t3["random@0.2"]["part_out"] is None
     cell = out["table1"]["critical@0.3"]["maze"]
-    assert cell["n"] == 20 and cell["ci"] == pytest.approx(evaluate.wilson(12, 20))
+    assert cell["n"] == 20 and cell["ci"] == pytest.approx(report.wilson(12, 20))
     assert out["table1"]["critical@0.3"]["babyai"]["kind"] == "mean"
     # the printed tables: Table 3's rows in the paper's order with the number of episodes per cell
     lines = text.splitlines()
@@ -109,7 +110,7 @@ def test_table6_rule_and_the_other_rule(tmp_path, capsys):
     assert c["tasks"] == 3 and c["scratch"]["n"] == 3 and c["scratch"]["score"] == pytest.approx(100 / 3)
     assert c["critical"]["n"] == 7 and c["critical"]["score"] == pytest.approx(200 / 7)  # mean over restarts
     assert c["best"]["n"] == 3 and c["best"]["score"] == pytest.approx(200 / 3)          # per-task any
-    assert c["critical"]["ci"] == pytest.approx(evaluate.wilson(2, 7))
+    assert c["critical"]["ci"] == pytest.approx(report.wilson(2, 7))
     assert c["replay_only"] == 1
     assert out["table1"] == {}  # --from-critical episodes never enter Table 1
     text = capsys.readouterr().out
@@ -157,3 +158,33 @@ def test_report_cli_folder_and_duplicate_across_files(tmp_path):
                              cwd=ROOT, capture_output=True, text=True)
         assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
         assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_rows_come_from_the_results_selection(tmp_path, capsys):
+    # a new selector's rows (its records' selection.method) are rows of their own in Tables 1 and 3; ATLaS's
+    # oracle selection under a label outside the convention is Table 3's Critical row at its ratio
+    rows = [r for env in ("maze", "wordle") for r in episodes("toy@0.3", env, 3, 5,
+                                                              selection={"method": "toy", "ratio": 0.3})]
+    rows += [r for env in ("maze", "wordle") for r in episodes("my-atlas", env, 4, 5,
+                                                               selection={"method": "oracle", "ratio": 0.2,
+                                                                          "model": "gpt-4o"})]
+    rows += episodes("my-model", "maze", 1, 5)
+    out = run_report(tmp_path, [write(tmp_path / "r.jsonl", rows)])
+    text = capsys.readouterr().out
+    assert {"toy@0.3", "my-atlas", "my-model"} <= set(out["table1"])
+    assert list(out["table3"]) == ["toy@0.3", "my-atlas"]
+    lines = text.splitlines()
+    t3 = lines[lines.index(next(l for l in lines if l.startswith("Table 3"))) + 2:][:2]
+    assert [l.split()[:2] for l in t3] == [["Toy", "30%"], ["Critical", "20%"]]
+    assert "labels outside the --label convention (Table 1 only): my-model" in text  # no selection, no convention
+
+
+def test_one_row_one_selection(tmp_path):
+    a = write(tmp_path / "a.jsonl", episodes("mine", "maze", 1, 2, selection={"method": "toy", "ratio": 0.3}))
+    b = write(tmp_path / "b.jsonl", [{**r, "item_id": f"maze_{i + 5}"} for i, r in
+                                     enumerate(episodes("mine", "maze", 1, 2, selection={"method": "toy",
+                                                                                          "ratio": 0.1}))])
+    with pytest.raises(SystemExit) as e:
+        report.main([a, b, "--report-png", str(tmp_path / "t.png")])
+    assert "b.jsonl: line 1: label 'mine' has the selection ('toy', 0.1, None)" in str(e.value)
+    assert "a.jsonl: line 1" in str(e.value) and "\n" not in str(e.value)
