@@ -7,91 +7,101 @@ first commit (f434743, 2024-06-06), kept in one place: envs/protocol.py.
     env = make_env("webshop", server="http://host:36001")    # any AgentGym env server (no expert over HTTP)
     python -m envs.serve --env babyai --port 8000            # serve a built-in env with AgentGym's protocol
 
-Every environment implements exactly this interface (the built-ins and envs.agentgym.HTTPEnv alike):
+Every environment is a class of its own with its facts on it (split, Table-1 column, round limit, score kind,
+success rule, action parsing) and the interface agent.py plays: envs/base.py documents both. REGISTRY below names
+them all, in the paper's Table-1 order; the stages ask it (env_class, names, make_env), never a list of their own.
+A new environment is one file, envs/foo.py (`class FooEnv(envs.base.Env)` with its facts, task_ids, instruction,
+reset, step, expert_turn, close) and one line here.
 
-    class XEnv:
-        name: str                          # "babyai", "sciworld", "maze", "wordle", or an AgentGym name
-        max_rounds: int                    # AgentGym's max rounds for the env (MAX_ROUNDS below)
-        def task_ids(self) -> Sequence[int]     # all valid task ids (None over HTTP: the server knows)
-        ack: str                           # the gpt turn after the instruction: protocol.ACK[name]
-        def instruction(self) -> str       # the first human turn: protocol.INSTRUCTION[name]
-                                           # (the conversation is then instruction, ack, first observation,
-                                           # assistant, observation, ...)
-        def reset(self, task_id: int) -> str    # deterministic for a task id; returns the first observation
-                                                # (protocol.first_observation of the server's answers)
-        def step(self, text: str) -> tuple[str, float, bool]
-                                           # text = the whole assistant turn ("Thought: ...\nAction: ...");
-                                           # the action is protocol.parse_action(name, text), exactly as
-                                           # AgentGym's 2024 client sends it; an invalid or unparsable action
-                                           # gives the server's error observation and NEVER an exception.
-                                           # returns (observation, reward, done); reward is what the client
-                                           # reports (babyai/sciworld: the server's "score"), the episode's
-                                           # reward is the last one returned.
-        def expert_turn(self) -> str       # the scripted expert's next turn from the current state:
-                                           # "Thought: <short reason>\nAction: <action>" (built-ins only;
-                                           # HTTP envs raise NotImplementedError)
-        def close(self)                    # free resources (the server-side env, java process, ...)
-
-Success: reward == 1 (reward == 100 for sciworld, reward > 0 for babyai); see `success()`. Built-in envs are
-constructed with no arguments; one instance runs one episode at a time (agent.py makes one instance per
-concurrent episode). Built-in names: BUILTIN (textcraft is held-in, pddl held-out and scored by progress rate: its
-reward is the best share of goal conditions met so far).
+Built-in envs (BUILTIN) run in-process and have an expert; the others (AgentGym's webshop, alfworld and tool
+envs) are played over HTTP with their class's facts; jericho has facts only (no client yet). Success: reward == 1
+(reward == 100 for sciworld, reward > 0 for babyai); see each class's `success`.
 """
-from envs.protocol import LONG_ACK, first_action
+import importlib
 
-# AgentGym's max interaction rounds per environment (AgentGym paper, Table / agentenv eval configs).
-MAX_ROUNDS = {
-    "webshop": 10, "alfworld": 30, "textcraft": 20, "sciworld": 30, "wordle": 8, "maze": 15, "babyai": 20,
-    "pddl": 30, "weather": 10, "movie": 12, "todo": 15, "academia": 12, "sheet": 15,
+from envs.protocol import LONG_ACK
+
+# name -> "module:Class", imported on first use (importing envs loads no simulator). The order is the paper's
+# Table 1, held-in first: the report lays out its columns in it.
+REGISTRY = {
+    "alfworld": "envs.agentgym:AlfWorldEnv",
+    "babyai": "envs.babyai:BabyAIEnv",
+    "maze": "envs.maze:MazeEnv",
+    "movie": "envs.agentgym:MovieEnv",
+    "sciworld": "envs.sciworld:SciWorldEnv",
+    "textcraft": "envs.textcraft:TextCraftEnv",
+    "todo": "envs.agentgym:TodoEnv",
+    "weather": "envs.agentgym:WeatherEnv",
+    "webshop": "envs.agentgym:WebShopEnv",
+    "wordle": "envs.wordle:WordleEnv",
+    "academia": "envs.agentgym:AcademiaEnv",
+    "sheet": "envs.agentgym:SheetEnv",
+    "jericho": "envs.jericho:JerichoEnv",
+    "pddl": "envs.pddl:PDDLEnv",
 }
 
-# The gpt turn after the instruction for every env but webshop and the tool envs (protocol.ACK has them all);
-# agent.py falls back to it for an env without an `ack`.
+# The gpt turn after the instruction for every env but webshop and the tool envs (each class has its own `ack`);
+# agent.py falls back to it for an env without one.
 ACK = LONG_ACK
 
-BUILTIN = ("babyai", "sciworld", "maze", "wordle", "textcraft", "pddl")
+
+def env_class(name):
+    """The class of env `name` (its facts without an instance); ValueError naming the known envs otherwise."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown environment {name!r}; known: {', '.join(REGISTRY)}")
+    module, _, cls_name = REGISTRY[name].partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    if cls.name != name:  # an item id "<name>_<task>" is made from the class's name: the two must agree
+        raise ValueError(f"envs/__init__.py: REGISTRY[{name!r}] is {REGISTRY[name]}, whose name is {cls.name!r}")
+    return cls
 
 
-# The 2024 clients' parsing for babyai, sciworld, maze, wordle, webshop and alfworld (protocol.parse_action has
-# every env): the text after the first "Action:", "</s>" cut with the character before it.
-split_action = first_action
+def names(split=None):
+    """The registered env names in registry order; with `split` ("held-in" or "held-out") only that split's."""
+    return [n for n in REGISTRY if split is None or env_class(n).split == split]
 
 
 def success(env_name, reward):
-    """Task solved: full reward (100 on SciWorld's 0..100 scale, 1 elsewhere). AgentGym's evaluator counts
-    `reward == 1` for every env, which can never hold on BabyAI: minigrid pays 1 - 0.9 * steps / max_steps, and
-    only on completion. So a BabyAI task counts as solved when its reward is > 0 (AgentGym, and the paper's
-    Table 1, report BabyAI's mean reward instead; evaluate.py --report does the same)."""
-    if env_name == "babyai":
-        return float(reward) > 0.0
-    return float(reward) >= (100.0 if env_name == "sciworld" else 1.0)
+    """Task solved, by the env's own rule (`success` on its class); an unregistered name (a test's stand-in env)
+    gets the default rule, full reward."""
+    from envs.base import Env
+    return (env_class(env_name) if env_name in REGISTRY else Env).success(reward)
+
+
+def builtin_names():
+    """The envs that run in-process, with an expert (BUILTIN)."""
+    return tuple(n for n in REGISTRY if env_class(n).builtin)
+
+
+def served_rounds():
+    """{name: max_rounds} of the envs with an HTTP client here (MAX_ROUNDS): AgentGym's and our own pddl (served by
+    envs.serve), whose texts are in envs/protocol.py. make_env(name, server=URL) plays these."""
+    from envs import protocol
+    return {n: env_class(n).max_rounds for n in REGISTRY if n in protocol.INSTRUCTION}
+
+
+def __getattr__(attr):
+    """envs.BUILTIN and envs.MAX_ROUNDS, read off the classes on first use: `import envs` imports none of them."""
+    if attr not in ("BUILTIN", "MAX_ROUNDS"):
+        raise AttributeError(f"module 'envs' has no attribute {attr!r}")
+    value = globals()[attr] = builtin_names() if attr == "BUILTIN" else served_rounds()
+    return value
 
 
 def make_env(name, server=None, **kwargs):
     """An environment instance by name: the built-in one when `server` is None, else an AgentGym HTTP client
-    for the server at URL `server`. Unknown names raise ValueError listing the known ones."""
+    for the server at URL `server` (with the env's facts). Unknown names raise ValueError listing the known ones."""
+    cls = env_class(name) if name in REGISTRY else None
+    if cls is not None and not cls.builtin and name not in served_rounds():
+        return cls(**kwargs)  # facts only (jericho): its constructor says why it cannot run
     if server is not None:
-        if name not in MAX_ROUNDS:
-            raise ValueError(f"unknown environment {name!r}; AgentGym environments: {', '.join(MAX_ROUNDS)}")
+        if cls is None or name not in served_rounds():
+            what = "unknown environment" if cls is None else "no HTTP client here for environment"
+            raise ValueError(f"{what} {name!r}; AgentGym environments: {', '.join(served_rounds())}")
         from envs.agentgym import HTTPEnv
         return HTTPEnv(name, server, **kwargs)
-    if name == "babyai":
-        from envs.babyai import BabyAIEnv
-        return BabyAIEnv(**kwargs)
-    if name == "sciworld":
-        from envs.sciworld import SciWorldEnv
-        return SciWorldEnv(**kwargs)
-    if name == "maze":
-        from envs.maze import MazeEnv
-        return MazeEnv(**kwargs)
-    if name == "wordle":
-        from envs.wordle import WordleEnv
-        return WordleEnv(**kwargs)
-    if name == "textcraft":
-        from envs.textcraft import TextCraftEnv
-        return TextCraftEnv(**kwargs)
-    if name == "pddl":
-        from envs.pddl import PDDLEnv
-        return PDDLEnv(**kwargs)
-    hint = " (it needs --env-server URL)" if name in MAX_ROUNDS else ""
-    raise ValueError(f"unknown built-in environment {name!r}{hint}; built-in environments: {', '.join(BUILTIN)}")
+    if cls is not None and cls.builtin:
+        return cls(**kwargs)
+    hint = " (it needs --env-server URL)" if cls is not None else ""
+    raise ValueError(f"unknown built-in environment {name!r}{hint}; built-in environments: "
+                     f"{', '.join(builtin_names())}")

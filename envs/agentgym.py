@@ -17,6 +17,7 @@ parsing are envs/protocol.py. The servers differ in routes, id field, bodies and
     webshop       -                       env_idx   session_id                 state, reward
     weather, movie, todo, academia, sheet
                   {"id": 0}               env_idx   id                         observation, reward
+    pddl (ours, envs.serve)               id        data_idx                   observation, reward
 
 The server URL is the one AgentGym's client gets as env_server_base, e.g. http://host:port for babyai; for the
 LMRL-Gym server (maze and wordle share one) the /maze or /wordle suffix is added when missing.
@@ -38,14 +39,54 @@ import atexit
 import threading
 import time
 
-try:
-    import httpx2 as httpx  # the HTTP client openai >= 3 depends on (httpx's successor, same API)
-except ImportError:
-    import httpx
-
-from envs import MAX_ROUNDS, protocol
+from envs import protocol
+from envs.base import FACTS, Env
 
 TOOL_ENVS = protocol.TOOL_ENVS
+
+
+# ---- the facts of the envs only an AgentGym server plays (the built-ins declare theirs on their own classes).
+# Scores as in AgentGym and the paper's Table 1: success rates, but Sheet's mean reward; rounds: AgentGym's.
+class AgentGymEnv(Env):
+    builtin = False
+
+
+class AlfWorldEnv(AgentGymEnv):
+    name, split, column, max_rounds = "alfworld", "held-in", "Alfworld", 30
+
+
+class WebShopEnv(AgentGymEnv):
+    name, split, max_rounds, ack = "webshop", "held-in", 10, protocol.ACK["webshop"]
+
+
+class ToolEnv(AgentGymEnv):
+    """The tool envs (weather, movie, todo, academia, sheet): their 2024 clients post the model's whole turn and
+    the server parses it."""
+    ack = protocol.ACK["weather"]
+
+    @staticmethod
+    def parse_action(text):
+        return text
+
+
+class WeatherEnv(ToolEnv):
+    name, split, max_rounds = "weather", "held-in", 10
+
+
+class MovieEnv(ToolEnv):
+    name, split, max_rounds = "movie", "held-in", 12
+
+
+class TodoEnv(ToolEnv):
+    name, split, max_rounds = "todo", "held-in", 15
+
+
+class AcademiaEnv(ToolEnv):
+    name, split, column, max_rounds = "academia", "held-out", "Academic", 12
+
+
+class SheetEnv(ToolEnv):
+    name, split, max_rounds, score = "sheet", "held-out", 15, "mean"  # mean reward x100
 
 
 class ServerError(ConnectionError):
@@ -56,9 +97,21 @@ class ServerError(ConnectionError):
         self.status = status
 
 
-_client, _client_lock, _open_lock = None, threading.Lock(), threading.Lock()
+_httpx, _client, _client_lock, _open_lock = None, None, threading.Lock(), threading.Lock()
 _open_envs = set()              # HTTPEnvs whose server-side env is still open (held until closed; closed at exit)
 _no_close_route = set()         # base URLs that answered /close with 404/405
+
+
+def httpx():
+    """The HTTP client module, imported on first use so that reading an env's facts costs no HTTP stack: httpx2
+    (what openai >= 3 depends on, httpx's successor, same API), else httpx."""
+    global _httpx
+    if _httpx is None:
+        try:
+            import httpx2 as _httpx
+        except ImportError:
+            import httpx as _httpx
+    return _httpx
 
 
 def http_client():
@@ -66,7 +119,7 @@ def http_client():
     global _client
     with _client_lock:
         if _client is None:
-            _client = httpx.Client(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256))
+            _client = httpx().Client(limits=httpx().Limits(max_connections=None, max_keepalive_connections=256))
         return _client
 
 
@@ -78,17 +131,21 @@ def close_all():
 
 
 class HTTPEnv:
-    """One AgentGym server-side environment instance, with the interface of envs/__init__.py (no expert)."""
+    """One AgentGym server-side environment instance, with the interface and the facts of its env's class
+    (envs/base.py; no expert)."""
 
     def __init__(self, name, url, instruction=None, timeout=60.0):
+        from envs import MAX_ROUNDS, env_class
         if name not in MAX_ROUNDS:
             raise ValueError(f"unknown AgentGym environment {name!r}; known: {', '.join(MAX_ROUNDS)}")
-        self.name, self.max_rounds, self.timeout = name, MAX_ROUNDS[name], timeout
+        facts = env_class(name)  # the env's own facts (round limit, ack, action parsing), whoever serves it
+        for fact in FACTS:
+            setattr(self, fact, getattr(facts, fact))
+        self.parse_action, self.success, self.builtin, self.timeout = facts.parse_action, facts.success, False, timeout
         url = url.rstrip("/")
         if name in ("maze", "wordle") and not url.endswith("/" + name):
             url += "/" + name
         self.url = url
-        self.ack = protocol.ACK[name]
         self._instruction = instruction or protocol.INSTRUCTION[name]
         self.id_key = "env_idx" if name == "webshop" or name in TOOL_ENVS else "id"
         self.env_id = None
@@ -123,7 +180,7 @@ class HTTPEnv:
         for attempt in range(5):
             try:
                 resp = http_client().request(method, url, json=body, params=query, timeout=timeout or self.timeout)
-            except httpx.HTTPError as e:
+            except httpx().HTTPError as e:
                 raise ConnectionError(f"cannot reach the AgentGym {self.name} server at {url}: "
                                       f"{type(e).__name__}: {e}") from None
             # the webshop client retries a busy server (503) up to 5 times
@@ -150,7 +207,7 @@ class HTTPEnv:
 
     def reset(self, task_id):
         name, t = self.name, int(task_id)
-        if name in ("babyai", "sciworld", "textcraft", "pddl"):
+        if name in ("babyai", "sciworld", "textcraft") or name not in protocol.ENVS:  # own envs: as envs.serve
             body = {"data_idx": t}
         elif name == "maze":
             body = {"game": t}
@@ -165,11 +222,13 @@ class HTTPEnv:
         r = self.post("reset", body)
         if isinstance(r, dict) and "error" in r:
             raise ServerError(f"the {name} server at {self.url} cannot reset task {t}: {r['error']}")
+        if name not in protocol.ENVS:  # our own env (pddl), served by envs.serve as babyai's server answers
+            return r["observation"]
         observation = self.get("observation") if name == "webshop" or name in TOOL_ENVS else None
         return protocol.first_observation(name, r, observation=observation, vocab=self.vocab)
 
     def step(self, text):
-        r = self.post("step", {"action": protocol.parse_action(self.name, text)})
+        r = self.post("step", {"action": self.parse_action(text)})
         if "error" in r:
             return str(r["error"]), 0.0, True
         obs = r["state"] if self.name == "webshop" else r["observation"]

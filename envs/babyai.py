@@ -46,6 +46,7 @@ from collections import deque, namedtuple
 import numpy as np
 
 from envs import protocol
+from envs.base import Env
 
 INSTRUCTION = protocol.INSTRUCTION["babyai"]
 
@@ -268,7 +269,8 @@ def door_actions(view):
         if steps == []:
             actions["toggle"] = [TOGGLE]
         if "closed door" in name:
-            errors[f"go through {label}"] = f"You cannot go through {label}, as it is closed. You should toggle it first."
+            errors[f"go through {label}"] = (f"You cannot go through {label}, as it is closed. "
+                                             f"You should toggle it first.")
     return actions, errors
 
 
@@ -321,10 +323,16 @@ def run_primitives(env, steps, before=None):
     return float(reward), bool(terminated), obs
 
 
-class BabyAIEnv:
-    name = "babyai"
-    max_rounds = 20
-    ack = protocol.ACK["babyai"]
+class BabyAIEnv(Env):
+    name, split, max_rounds, score = "babyai", "held-in", 20, "mean"  # mean reward x100, as AgentGym and Table 1
+
+    @staticmethod
+    def success(reward):
+        """AgentGym's evaluator counts `reward == 1` for every env, which can never hold on BabyAI: minigrid pays
+        1 - 0.9 * steps / max_steps, and only on completion. So a BabyAI task counts as solved when its reward is
+        > 0 (AgentGym, and the paper's Table 1, report BabyAI's mean reward instead; evaluate.py --report does
+        the same)."""
+        return float(reward) > 0.0
 
     def __init__(self):
         import gymnasium
@@ -377,7 +385,7 @@ class BabyAIEnv:
             raise RuntimeError("babyai: step() before reset()")
         if self.done:
             return "The task with environment has finished.", self.score, True
-        action = protocol.parse_action("babyai", text).lower().strip()
+        action = self.parse_action(text).lower().strip()
         if "check" in action:
             obs = "You can take the following actions: " + ", ".join(self.actions)
         elif action == "":

@@ -21,6 +21,7 @@ import random
 from collections import deque
 
 from envs import protocol
+from envs.base import Env
 
 DOUBLE_T_MAZE = [
     "1111111111111",
@@ -49,11 +50,6 @@ WALL_DIRS = (("to your right", (0, 1)), ("to your left", (0, -1)), ("above you",
 
 INSTRUCTION = protocol.INSTRUCTION["maze"]
 PROMPT = protocol.MAZE_PROMPT  # the client puts it, a newline, and the server's first observation together
-
-
-def extract_action(text):
-    """AgentGym's 2024 client: the text after the first "Action:" (protocol.parse_action)."""
-    return protocol.parse_action("maze", text)
 
 
 def random_maze(rng, width=13, height=10, complexity=0.75, density=0.75):
@@ -120,10 +116,8 @@ def make_task(task_id):
                 return maze, rng.choice(reach), goal
 
 
-class MazeEnv:
-    name = "maze"
-    max_rounds = 15
-    ack = protocol.ACK["maze"]
+class MazeEnv(Env):
+    name, split, max_rounds = "maze", "held-in", 15
 
     def __init__(self):
         self.maze = self.pos = self.goal = None
@@ -158,7 +152,7 @@ class MazeEnv:
         if self.steps >= MAX_ENV_STEPS:
             self.done = True
             return "Failure\n", -1.0, True
-        action = extract_action(text)
+        action = self.parse_action(text)  # AgentGym's 2024 client: the text after the first "Action:"
         if action in ACTIONS:  # an unknown action leaves the position unchanged, as in LMRL-Gym
             dr, dc = ACTIONS[action]
             if self.maze[self.pos[0] + dr][self.pos[1] + dc] == 0:
@@ -179,7 +173,8 @@ class MazeEnv:
         (gr, gc), (r, c) = self.goal, self.pos
         direction = action.split()[1]
         if here == 1:
-            thought = f"The goal at {gr}, {gc} is right next to me, one step {'to the ' if direction in ('left', 'right') else ''}{direction}."
+            side = "to the " if direction in ("left", "right") else ""
+            thought = f"The goal at {gr}, {gc} is right next to me, one step {side}{direction}."
         else:
             blocked = [name for name, (dr, dc) in WALL_DIRS if self.maze[r + dr][c + dc] == 1]
             walls = f" Walls are {', '.join(blocked)}." if blocked else ""

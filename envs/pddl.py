@@ -31,6 +31,7 @@ import os
 import re
 
 from envs import protocol
+from envs.base import Env
 
 MAX_ROUNDS = 30  # AgentBoard's max_num_steps for every task
 
@@ -162,10 +163,9 @@ def action_text(op_name):
     return ACTIONS[name][0].format(*args)
 
 
-class PDDLEnv:
-    name = "pddl"
-    max_rounds = MAX_ROUNDS
-    ack = protocol.LONG_ACK
+class PDDLEnv(Env):
+    # held out, scored by progress rate (x100 in the report); actions parsed as AgentGym's 2024 clients do (Env's)
+    name, split, column, max_rounds, score = "pddl", "held-out", "PDDL", MAX_ROUNDS, "progress"
 
     def __init__(self):
         self.done = True
@@ -204,7 +204,7 @@ class PDDLEnv:
         if self.done:
             return "The task has finished.", self.progress, True
         self.steps += 1
-        action = " ".join(protocol.first_action(turn).split())  # AgentGym's client parsing, spaces collapsed
+        action = " ".join(self.parse_action(turn).split())  # AgentGym's client parsing, spaces collapsed
         if action.lower() == "check valid actions":
             return "Valid actions: " + ", ".join(self.valid_actions()) + ".", self.progress, False
         op = self.ops.get(action)

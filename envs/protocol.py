@@ -7,6 +7,10 @@ every env of this project (built-in and over HTTP) reads and writes exactly this
     from envs.protocol import INSTRUCTION, ACK, parse_action, first_observation
     parse_action("maze", "Thought:\\nGo.\\n\\nAction:\\nmove up")     # -> "move up"
 
+The env classes (envs/base.py) call these: each declares its ack and its `parse_action` (first_action by default,
+textcraft_action for TextCraft, the whole turn for the tool envs); parse_action(env, text) here is the table of
+AgentGym's twelve clients.
+
 Per env (client file agentenv/agentenv/envs/<file>.py at f434743):
 
     env        client file    ack             first observation                         action sent
@@ -66,7 +70,7 @@ def parse_action(env, text):
         return textcraft_action(text)
     if env in TOOL_ENVS:
         return text  # the tool clients post the model's whole turn; the server parses it
-    if env not in ENVS and env != "pddl":
+    if env not in ENVS:
         raise ValueError(f"unknown AgentGym environment {env!r}; known: {', '.join(ENVS)}")
     return first_action(text)
 
@@ -75,7 +79,7 @@ def first_observation(env, reset=None, observation=None, vocab=None):
     """The first human turn after the ack, as the 2024 client builds it. `reset` is the server's /reset answer
     (a dict), `observation` the GET /observation answer (webshop and the tool envs), `vocab` wordle's
     GET /filtered_vocab answer (a list of words, fetched once right after /create)."""
-    if env in ("babyai", "textcraft", "pddl"):
+    if env in ("babyai", "textcraft"):
         return reset["observation"]
     if env == "sciworld":
         return reset["task_description"] + "\n" + reset["observation"]
@@ -1009,9 +1013,7 @@ Observation: [['Category', 'Brand', 'Size', 'Price', 'Stock', 'Price Update'], [
 # ---------------------------------------------------------------------------------------------------------------
 # Not AgentGym: the held-out PDDL env of this project (envs/pddl.py), AgentBoard's task (Ma et al. 2024) on
 # pddlgym's problem files, in our own words. Its prompt lives here so that every text a model sees is in this
-# module; its client rule is the 2024 one (the text after the first "Action:").
-OWN_ENVS = ("pddl",)
-ACK["pddl"] = LONG_ACK
+# module; its ack (LONG_ACK) and its client rule (first_action) are PDDLEnv's, declared on its class.
 INSTRUCTION["pddl"] = """\
 You are a robot that solves classical planning problems step by step. Each problem comes from one of three domains:
 

@@ -38,6 +38,7 @@ same turns; the planner's simulator (a second JVM, started on the first expert t
 """
 
 from envs import protocol
+from envs.base import Env
 
 INSTRUCTION = protocol.INSTRUCTION["sciworld"]
 
@@ -46,10 +47,14 @@ LONG_TASKS = ("identify-life-stages-1",)
 EXCLUDED = {"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"}  # left out by AgentGym
 
 
-class SciWorldEnv:
-    name = "sciworld"
-    max_rounds = 30
-    ack = protocol.ACK["sciworld"]
+class SciWorldEnv(Env):
+    # the mean score, already 0..100 (x1), and negative down to -100 when the agent fails the task
+    name, split, max_rounds, score, scale, lowest = "sciworld", "held-in", 30, "mean", 1.0, -100.0
+
+    @staticmethod
+    def success(reward):
+        """Solved: the simulator's full score, 100 on its 0..100 scale."""
+        return float(reward) >= 100.0
 
     def __init__(self):
         from scienceworld import ScienceWorldEnv
@@ -90,7 +95,7 @@ class SciWorldEnv:
             raise RuntimeError("sciworld: step() before reset()")
         if self.done:
             return "The task with environment has finished.", float(self.score), True
-        action = protocol.parse_action("sciworld", text)
+        action = self.parse_action(text)
         self.history.append(action)
         obs, self.score, self.done = self._step(action)
         return sort_listings(obs), float(self.score), self.done

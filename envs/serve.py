@@ -1,8 +1,8 @@
 """Serve a built-in environment with AgentGym's HTTP protocol, so AgentGym's own client (and envs.agentgym.HTTPEnv)
 can use it like the real agentenv-* servers. Standard library only (http.server), one thread per request.
 
-    python -m envs.serve --env babyai --port 36005          # then: evaluate.py --env babyai --env-server http://127.0.0.1:36005
-    python -m envs.serve --env maze --port 36010            # LMRL-Gym routes: /maze/create, /maze/reset, ...
+    python -m envs.serve --env babyai --port 36005  # then: evaluate.py --env babyai --env-server http://127.0.0.1:36005
+    python -m envs.serve --env maze --port 36010    # LMRL-Gym routes: /maze/create, /maze/reset, ...
 
 Routes and answers follow each AgentGym server:
     babyai    POST /create -> {"id"}; POST /reset {"id","data_idx"} -> {"observation","reward","score","done"};

@@ -42,6 +42,7 @@ import re
 from math import ceil
 
 from envs import protocol
+from envs.base import Env
 
 MC_VERSION = "1.16.2"   # the Java edition data closest to AgentGym's recipe files (nether wood, no copper)
 NUM_TASKS = 5440        # ten rounds of the 544-goal depth schedule
@@ -261,10 +262,13 @@ def goal_of(task_id, bk=None):
     return items[nth % len(items)]
 
 
-class TextCraftEnv:
-    name = "textcraft"
-    max_rounds = 20
-    ack = protocol.ACK["textcraft"]
+class TextCraftEnv(Env):
+    name, split, max_rounds = "textcraft", "held-in", 20
+
+    @staticmethod
+    def parse_action(text):
+        """AgentGym's 2024 TextCraft client: after the LAST "Action:", letters, digits, commas and spaces only."""
+        return protocol.textcraft_action(text)
 
     def __init__(self):
         self.book = book()
@@ -322,7 +326,7 @@ class TextCraftEnv:
     def step(self, turn):
         if self.done:
             return "The task has finished.", 0.0, True
-        action = protocol.parse_action("textcraft", turn)
+        action = self.parse_action(turn)
         m = re.match(r"craft (.*) using (.*)", action)
         if m:
             return self._craft(m.group(1), m.group(2))

@@ -14,6 +14,7 @@ action parsing) is envs/protocol.py.
 import random
 
 from envs import protocol
+from envs.base import Env
 
 # LMRL-Gym llm_rl_scripts/wordle/vocab/tweet_words.txt, in file order (the order matters for the seeded draws).
 VOCAB = """panic solar shire proxy point robot prick wince crimp knoll sugar whack mount perky could wrung light those
@@ -27,11 +28,11 @@ INSTRUCTION = protocol.INSTRUCTION["wordle"]
 PROMPT = protocol.WORDLE_PROMPT  # the client's first observation; {{vocab}} is the vocabulary, one word a line
 
 
-def extract_guess(text):
-    """The word AgentGym's server plays: the 2024 client sends the text after the first "Action:"
-    (protocol.parse_action); LMRL-Gym's deformat_history strips it and removes its spaces. Nothing else: "SOLAR"
+def extract_guess(action):
+    """The word AgentGym's server plays for the action its 2024 client sends (the text after the first "Action:",
+    WordleEnv.parse_action): LMRL-Gym's deformat_history strips it and removes its spaces. Nothing else: "SOLAR"
     stays upper case and is not a word of the vocabulary."""
-    return protocol.parse_action("wordle", text).strip().replace(" ", "")
+    return action.strip().replace(" ", "")
 
 
 def satisfies(knowledge, word):
@@ -79,10 +80,8 @@ def feedback(knowledge, guess):
     return " ".join(out)
 
 
-class WordleEnv:
-    name = "wordle"
-    max_rounds = 8
-    ack = protocol.ACK["wordle"]
+class WordleEnv(Env):
+    name, split, max_rounds = "wordle", "held-in", 8
 
     def __init__(self):
         self.done = True
@@ -106,7 +105,7 @@ class WordleEnv:
     def step(self, text):
         if self.done:
             return "The task has finished.", 0.0, True
-        guess = extract_guess(text)
+        guess = extract_guess(self.parse_action(text))
         self.tries += 1
         if len(guess) != 5 or not all("a" <= ch <= "z" for ch in guess) or guess not in VOCAB:
             self.done = self.tries >= N_TRIES

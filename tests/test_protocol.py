@@ -3,17 +3,15 @@ turns), and the HTTP client closes every server-side env it creates: after episo
 server refuses, a failed construction, Ctrl-C, and at exit; it keeps one connection alive per episode."""
 import hashlib
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from agent import run_episode, run_episodes
-from envs import agentgym, make_env, protocol
+from envs import agentgym, env_class, make_env, protocol
 from envs.serve import EnvServer
-
-# the four envs whose texts are AgentGym's servers' word for word (textcraft and pddl: test_envs_textcraft_pddl.py)
-FOUR = ("babyai", "sciworld", "maze", "wordle")
 
 # SHA-256 (first 16 hex digits) of each env's instruction, the maze prompt and the wordle prompt, as the f434743
 # clients hold them: conversation_start[0]["value"] of agentenv/agentenv/envs/<env>.py, and the stripped
@@ -37,8 +35,8 @@ def test_texts_are_the_2024_clients():
     assert {env: sha(protocol.INSTRUCTION[env]) for env in protocol.ENVS} == PINNED
     assert sha(protocol.MAZE_PROMPT) == PINNED_MAZE_PROMPT and sha(protocol.WORDLE_PROMPT) == PINNED_WORDLE_PROMPT
     long = "OK. I'll follow your instructions and try my best to solve the task."
-    assert {e: protocol.ACK[e] for e in protocol.ENVS} == {env: "Ok." if env in ("webshop",) + protocol.TOOL_ENVS else long
-                            for env in protocol.ENVS}
+    assert {e: protocol.ACK[e] for e in protocol.ENVS} == {
+        env: "Ok." if env in ("webshop",) + protocol.TOOL_ENVS else long for env in protocol.ENVS}
     # spot checks that a reader can follow without the hashes
     assert protocol.INSTRUCTION["maze"] == "You are an expert maze solver."
     assert protocol.INSTRUCTION["textcraft"].endswith("Your response should use the following format:\n\n"
@@ -59,21 +57,25 @@ def escaped(text):
 def test_prompts_hold_no_escaped_newline_or_quote():
     texts = list(protocol.INSTRUCTION.values()) + [protocol.MAZE_PROMPT, protocol.WORDLE_PROMPT]
     assert not [t[:60] for t in texts if escaped(t)]
-    tasks = {"maze": [0, 1000], "wordle": [0], "babyai": [0, 3, 22], "sciworld": [0]}
-    for name in FOUR:
-        try:
-            env = make_env(name)
-        except Exception:  # minigrid, or scienceworld/java, missing here: test_envs.py reports those skips
-            if name in ("maze", "wordle"):
-                raise
-            continue
-        try:
-            assert env.instruction() == protocol.INSTRUCTION[name] and env.ack == protocol.ACK[name]
-            for t in tasks[name]:
-                first = env.reset(t)
-                assert not escaped(first), (name, t)
-        finally:
-            env.close()
+
+
+@pytest.mark.parametrize("name,tasks", [("maze", [0, 1000]), ("wordle", [0]), ("babyai", [0, 3, 22]),
+                                        ("sciworld", [0])])
+def test_builtin_first_observations_hold_no_escaped_newline_or_quote(name, tasks):
+    if name == "babyai":
+        pytest.importorskip("minigrid")
+    if name == "sciworld":
+        pytest.importorskip("scienceworld")
+        if shutil.which("java") is None:
+            pytest.skip("SciWorld needs java")
+    env = make_env(name)  # with its packages here, a construction error is a failure
+    try:
+        assert env.instruction() == protocol.INSTRUCTION[name] and env.ack == protocol.ACK[name]
+        for t in tasks:
+            first = env.reset(t)
+            assert not escaped(first), (name, t)
+    finally:
+        env.close()
 
 
 # Tricky assistant turns and what AgentGym's 2024 clients send for them.
@@ -110,6 +112,14 @@ def test_parse_action_follows_the_2024_clients(turn, first, craft):
     for env in protocol.ENVS:
         want = craft if env == "textcraft" else turn if env in protocol.TOOL_ENVS else first
         assert protocol.parse_action(env, turn) == want, env
+        assert env_class(env).parse_action(turn) == want, env  # what the env's class (and HTTPEnv) sends
+    assert env_class("pddl").parse_action(turn) == first  # ours, with the 2024 clients' rule
+
+
+def test_parse_action_knows_only_agentgym_envs():
+    """Our own envs parse on their classes: the table here is AgentGym's twelve clients and no more."""
+    with pytest.raises(ValueError, match="unknown AgentGym environment 'pddl'"):
+        protocol.parse_action("pddl", "Action: pick up a")
 
 
 def test_builtins_take_no_liberties():
