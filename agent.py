@@ -37,6 +37,7 @@ may have forget(envs), called when those envs' episodes end (the hf policy frees
     ExpertPolicy()                                   env.expert_turn() (built-in envs only)
     OpenAIPolicy(model, base_url, api_key, ...)      any OpenAI-compatible chat endpoint (vLLM, llama.cpp, ...)
     HFPolicy(model_path, ...)                        local transformers model, one batch per round, KV-cache reuse
+                                                     (hf_policy.py; agent.HFPolicy and agent.kv_reusable load it)
 Both model policies decode as AgentGym does, whatever the checkpoint's generation_config.json says: greedy by
 default; sampling (value_estimate's rollouts) at exactly the temperature asked with top_p 1, no top-k, no
 repetition penalty. Both apply one context rule (answer_budget): prompt + answer <= max_context (AgentGym: 4096),
@@ -44,13 +45,15 @@ the answer budget shrinks to what the prompt leaves (at most max_new_tokens), an
 only when the prompt alone no longer fits.
 A policy error on one episode (a bad response, a server error after retries) ends that episode with
 end="policy_error" and is counted; an unreachable server raises PolicyError at once (no hang: timeouts).
+
+Layout: the loop first (Episode, run_episodes, run_episode), then the policies and make_policy; the HF policy's
+serving machinery (batched generate, the preallocated KV cache) is hf_policy.py.
 """
 import json
 import os
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -64,387 +67,6 @@ class PolicyError(RuntimeError):
 
 def turn(role, value, loss):
     return {"from": role, "loss": loss, "value": value}
-
-
-# ----------------------------------------------------------------------------- policies
-
-class ExpertPolicy:
-    name = "expert"
-
-    def __call__(self, conversations, envs, temperature=None):
-        return [env.expert_turn() for env in envs]
-
-
-def to_messages(conversation):
-    return chat_messages({"conversations": conversation})
-
-
-def prompt_ids(tokenizer, conversation):
-    """The token ids of the conversation rendered by the model's own chat template, ending in the generation
-    prompt, exactly as vLLM renders a chat request (template text, then tokens without extra special tokens)."""
-    text = tokenizer.apply_chat_template(to_messages(conversation), add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def answer_budget(n_prompt, max_new_tokens, max_context):
-    """The context rule of both backends (AgentGym: prompt + answer <= 4096 tokens): the answer may use what the
-    prompt leaves, at most max_new_tokens; None when the prompt alone leaves no room for one token (the episode
-    then ends with end="context"). max_context 0/None: no rule (max_new_tokens)."""
-    if not max_context:
-        return max_new_tokens
-    if n_prompt >= max_context:
-        return None
-    return min(max_new_tokens, max_context - n_prompt)
-
-
-def load_chat_tokenizer(folder):
-    """The tokenizer of a local model folder; ValueError (one line) when it cannot be loaded or has no chat
-    template. Reads no weights."""
-    if not os.path.isdir(folder):
-        raise ValueError(f"{folder}: no such model folder")
-    if not os.path.exists(os.path.join(folder, "config.json")):
-        raise ValueError(f"{folder}: not a transformers model folder (no config.json)")
-    from transformers import AutoTokenizer
-    try:
-        tok = AutoTokenizer.from_pretrained(folder)
-    except Exception as e:
-        raise ValueError(f"{folder}: cannot load its tokenizer ({type(e).__name__}: "
-                         f"{(str(e).strip().splitlines() or [''])[0]})") from None
-    if not getattr(tok, "chat_template", None):
-        raise ValueError(f"{folder}: the tokenizer has no chat template (episodes are rendered with the model's "
-                         f"own template: copy chat_template.jinja or tokenizer_config.json from its base model)")
-    return tok
-
-
-class OpenAIPolicy:
-    """Chat completions from any OpenAI-compatible server (vLLM, llama.cpp, ...).
-
-    Decoding is pinned in every request, so the server's defaults (vLLM loads the checkpoint's
-    generation_config.json unless served with --generation-config vllm; llama.cpp has top_k 40, min_p 0.05, and
-    llama-cpp-python repeat_penalty 1.1 in most versions) never apply: temperature as asked (0 = greedy), top_p 1
-    and no penalties (standard OpenAI fields), plus in `extra_body`, which only non-OpenAI servers read: top_k 0
-    (disabled), min_p 0, repetition_penalty 1 (vLLM) and repeat_penalty 1 (llama.cpp). vLLM ignores the field it
-    does not know (with a warning in its log); older vLLMs reject top_k 0 ("must be -1 (disable)"): the policy then
-    sends top_k -1.
-    `server_extras` None sends `extra_body` to every server but api.openai.com (whose API rejects unknown fields).
-
-    Context rule (answer_budget): with max_context set, each request's max_tokens is what the prompt leaves, and
-    a prompt that no longer fits ends its episode without a request. The prompt is counted with `tokenizer` (the
-    served model folder's, when --model is a local folder) or else with the server's /tokenize endpoint (vLLM's);
-    max_context None/0 leaves the limit to the server (its context error then ends the episode as "context")."""
-    name = "openai"
-
-    def __init__(self, model, base_url, api_key="EMPTY", max_tokens=512, temperature=0.0, timeout=120.0,
-                 max_retries=2, workers=64, max_context=None, tokenizer=None, server_extras=None):
-        import openai
-        self.openai = openai
-        self.model, self.base_url, self.max_tokens, self.temperature = model, base_url, max_tokens, temperature
-        self.max_context, self.tokenizer, self.timeout = max_context, tokenizer, timeout
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
-        self.pool = ThreadPoolExecutor(workers)
-        if server_extras is None:
-            server_extras = urlparse(base_url).hostname != "api.openai.com"
-        self.server_extras, self.top_k_off = server_extras, 0
-
-    def fields(self, temperature, max_tokens):
-        """The decoding fields of one request (see the class docstring)."""
-        out = {"max_tokens": max_tokens, "temperature": temperature, "top_p": 1.0, "presence_penalty": 0.0,
-               "frequency_penalty": 0.0}
-        if self.server_extras:
-            out["extra_body"] = {"top_k": self.top_k_off, "min_p": 0.0, "repetition_penalty": 1.0,
-                                 "repeat_penalty": 1.0}
-        return out
-
-    def count_tokens(self, messages):
-        if self.tokenizer is not None:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        root = self.base_url.rstrip("/")
-        root = root[:-3] if root.endswith("/v1") else root
-        req = urllib.request.Request(root + "/tokenize", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"model": self.model, "messages": messages,
-                                                      "add_generation_prompt": True}).encode())
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                count = json.loads(r.read()).get("count")
-            status = 200
-        except urllib.error.HTTPError as e:
-            count, status = None, e.code
-        except (urllib.error.URLError, OSError) as e:
-            raise PolicyError(f"cannot reach the model server at {root}/tokenize: {e}") from None
-        if not isinstance(count, int):
-            raise PolicyError(f"cannot count prompt tokens for the context rule (--max-context {self.max_context}): "
-                              f"--model {self.model} is not a local model folder and {root}/tokenize answered "
-                              f"HTTP {status}{'' if status != 200 else ' without a count'} (vLLM serves /tokenize). "
-                              f"Pass the served model's local folder as --model, or --max-context 0 to leave the "
-                              f"context limit to the server")
-        return count
-
-    def one(self, conversation, temperature):
-        messages = to_messages(conversation)
-        budget = self.max_tokens
-        if self.max_context:
-            budget = answer_budget(self.count_tokens(messages), self.max_tokens, self.max_context)
-            if budget is None:
-                return None  # the prompt alone no longer fits
-        temperature = self.temperature if temperature is None else temperature
-        for attempt in range(2):
-            fields = self.fields(temperature, budget)
-            try:
-                out = self.client.chat.completions.create(model=self.model, messages=messages, **fields)
-                return out.choices[0].message.content or ""
-            except self.openai.APIConnectionError as e:  # includes timeouts
-                raise PolicyError(f"cannot reach the model server at {self.base_url}: {e}") from None
-            except self.openai.BadRequestError as e:
-                msg = str(e).lower()
-                if "top_k" in msg and fields.get("extra_body", {}).get("top_k") == 0 and attempt == 0:
-                    self.top_k_off = -1  # older vLLMs disable top-k with -1 only
-                    continue
-                if "context" in msg or "too long" in msg or "maximum" in msg:
-                    return None  # the prompt no longer fits the served model's context
-                raise
-
-    def __call__(self, conversations, envs, temperature=None):
-        futures = [self.pool.submit(self.one, c, temperature) for c in conversations]
-        outs = []
-        for f in futures:
-            try:
-                outs.append(f.result())
-            except PolicyError:
-                raise
-            except Exception as e:  # one bad response must not end the run: that episode ends, counted
-                outs.append(e)
-        return outs
-
-
-class HFPolicy:
-    """A local transformers causal LM with its chat template; all running episodes are generated in one batch.
-
-    Decoding is pinned: the checkpoint's generation_config.json (train.py copies the base model's, e.g. Qwen2.5's
-    repetition_penalty 1.05, top_p 0.8, top_k 20) is replaced at load by one that keeps only its stop tokens, and
-    every call passes a full GenerationConfig: greedy, or sampling at exactly `temperature` with top_p 1, top_k
-    off and no penalty. Context rule: answer_budget per episode (prompt + answer <= max_context).
-
-    KV-cache reuse (kv_cache=True): each running episode (keyed by its env object) keeps the key/value states of
-    the tokens it has seen. A round renders the conversation as usual, keeps the cached states of the longest
-    common token prefix with it, feeds only the rest but the last token (the end of the last answer as the template
-    renders it, the new observation, the generation prompt) in a forward pass of its own, then all episodes decode
-    in one batch from their states, left-padded into one preallocated cache (_static_cache). The model thus sees
-    exactly the tokens of a full re-prefill: greedy outputs are the same tokens (tests/test_agent.py). A template
-    that rewrites history (the previous prompt is no longer a prefix) falls back to a prefill from the first
-    differing token, counted in stats["kv_fallbacks"].
-    forget(envs) frees the states of finished episodes (run_episodes calls it). kv_cache=False: re-prefill the
-    whole conversation every round (the reference the bench compares against)."""
-    name = "hf"
-
-    def __init__(self, model_path, max_new_tokens=512, max_context=4096, temperature=0.0, device=None,
-                 dtype="auto", kv_cache=True, tokenizer=None, verbose=True):
-        import torch
-        from transformers import AutoModelForCausalLM, GenerationConfig
-        from devices import resolve_dtype
-        self.torch = torch
-        self.tok = tokenizer or load_chat_tokenizer(model_path)
-        if self.tok.pad_token_id is None:
-            self.tok.pad_token = self.tok.eos_token
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        torch_dtype, why = resolve_dtype(dtype, self.device.type)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device).eval()
-        eos = self.model.generation_config.eos_token_id  # the checkpoint's stop tokens (e.g. Llama-3.1: 3 of them)
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        if self.tok.eos_token_id is not None and self.tok.eos_token_id not in eos:
-            eos.append(self.tok.eos_token_id)
-        self.eos, self.pad = eos, self.tok.pad_token_id
-        # generate() fills every field a passed config leaves unset from model.generation_config: keep none of it
-        self.model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=self.pad,
-                                                        bos_token_id=self.tok.bos_token_id)
-        self.max_new_tokens, self.max_context, self.temperature = max_new_tokens, max_context, temperature
-        self.static = kv_reusable(self.model.config, max_context)  # plain full attention: a preallocated cache
-        self.kv_cache = bool(kv_cache) and self.static
-        self.caches = {}  # env key -> (tokens with cached states, length of the prompt they ended in, [(k, v)])
-        self.stats = Counter()
-        self.last_tokens = []  # the generated token ids of the last call (None for a "context" episode)
-        if verbose:
-            print(f"hf policy: {model_path} on {self.device.type} in {str(torch_dtype).replace('torch.', '')} "
-                  f"({why}); KV-cache reuse {'on' if self.kv_cache else 'off'}", flush=True)
-
-    def forget(self, envs):
-        for env in envs:
-            self.caches.pop(id(env), None)
-
-    def __call__(self, conversations, envs, temperature=None):
-        temperature = self.temperature if temperature is None else temperature
-        ids = [prompt_ids(self.tok, c) for c in conversations]
-        budgets = [answer_budget(len(x), self.max_new_tokens, self.max_context) for x in ids]
-        live = [i for i, b in enumerate(budgets) if b is not None]
-        self.forget([envs[i] for i, b in enumerate(budgets) if b is None])
-        self.last_tokens = [None] * len(ids)
-        if live:
-            keys = [id(envs[i]) for i in live]
-            args = ([ids[i] for i in live], [budgets[i] for i in live], temperature)
-            reuse = self.kv_cache and len(set(keys)) == len(keys) and all(len(ids[i]) > 1 for i in live)
-            gen = self._generate_kv(*args, keys) if reuse else self._generate_full(*args)
-            for i, g in zip(live, gen):
-                self.last_tokens[i] = g
-        return [None if g is None else self.tok.decode(g, skip_special_tokens=True).strip()
-                for g in self.last_tokens]
-
-    # ---- generation
-    def _config(self, temperature, max_new_tokens):
-        from transformers import GenerationConfig
-        # disable_compile: with a preallocated cache generate() would torch.compile the decoding step on a GPU, and
-        # recompile it every round (the cache's length changes with the conversation)
-        common = dict(max_new_tokens=max_new_tokens, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
-                      eos_token_id=self.eos, pad_token_id=self.pad, disable_compile=True)
-        if temperature and temperature > 0:
-            return GenerationConfig(do_sample=True, temperature=temperature, top_p=1.0, top_k=0, typical_p=1.0,
-                                    **common)
-        return GenerationConfig(do_sample=False, **common)
-
-    def _static_cache(self, length):
-        """A preallocated cache of `length` positions per row (transformers' StaticCache): each decoded token is
-        written in place, where the DynamicCache that generate() makes by default concatenates every layer's whole
-        past into a new tensor per token (measured on SmolLM2-135M, batch 2, 2.5k tokens of context, 2 CPU cores:
-        128 -> 110 ms per decoded token). Only for models of plain full attention (kv_reusable); None otherwise,
-        and generate() makes its default cache."""
-        from transformers import StaticCache
-        return StaticCache(config=self.model.config, max_cache_len=length) if self.static else None
-
-    def _generate(self, rows, width, budgets, temperature, past=None):
-        """generate() on left-padded `rows` (token lists), each row stopping at its own budget."""
-        torch = self.torch
-        input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in rows], device=self.device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows], device=self.device)
-        stop = row_budget_criteria(width, torch.tensor(budgets, device=self.device))
-        if past is None:  # a full prefill: generate() fills the preallocated cache, then decodes into it
-            past = self._static_cache(width + max(budgets))
-        with torch.no_grad():
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=past,
-                                      generation_config=self._config(temperature, max(budgets)),
-                                      stopping_criteria=stop)
-        return out[:, width:].tolist()
-
-    def _cut(self, gen, budget):
-        """A row's answer tokens: up to its budget, through its first stop token (later ones are padding)."""
-        gen = gen[:budget]
-        for k, t in enumerate(gen):
-            if t in self.eos:
-                return gen[:k + 1]
-        return gen
-
-    def _generate_full(self, ids, budgets, temperature):
-        self.stats["prefill_tokens"] += sum(len(x) for x in ids)
-        gen = self._generate(ids, max(len(x) for x in ids), budgets, temperature)
-        return [self._cut(g, b) for g, b in zip(gen, budgets)]
-
-    def _prefill(self, ids, key):
-        """[(k, v)] per layer: the states of ids[:-1], from the episode's cache where its tokens agree."""
-        from transformers import DynamicCache
-        n = len(ids) - 1
-        toks, prompt_len, layers = self.caches.pop(key, (None, 0, None))
-        p = 0
-        if toks is not None:
-            p = min(common_prefix(toks, ids), n)
-            self.stats["kv_fallbacks"] += p < min(prompt_len, n)  # the template rewrote earlier turns
-        cache = DynamicCache()
-        if p > 0:
-            for li, (k, v) in enumerate(layers):
-                cache.update(k[:, :, :p], v[:, :, :p], li)
-        if p < n:
-            with self.torch.no_grad():
-                self.model(input_ids=self.torch.tensor([ids[p:n]], device=self.device), past_key_values=cache,
-                           use_cache=True, logits_to_keep=1)
-        self.stats["reused_tokens"] += p
-        self.stats["prefill_tokens"] += len(ids) - p
-        return kv_layers(cache)
-
-    def _generate_kv(self, ids, budgets, temperature, keys):
-        torch = self.torch
-        pasts = [self._prefill(x, key) for x, key in zip(ids, keys)]
-        width = max(len(x) for x in ids)  # the cache holds width - 1 columns, each row's states right-aligned
-        past = self._static_cache(width - 1 + max(budgets))
-        for li, layer in enumerate(past.layers):
-            pad = lambda t: torch.nn.functional.pad(t, (0, 0, width - 1 - t.shape[2], 0))
-            layer.update(torch.cat([pad(p[li][0]) for p in pasts]), torch.cat([pad(p[li][1]) for p in pasts]))
-        del pasts
-        gen = self._generate(ids, width, budgets, temperature, past)
-        n_gen = len(gen[0])
-        kv = kv_layers(past)
-        assert int(past.get_seq_length()) == width + n_gen - 1, "generate() did not extend the cache it was given"
-        answers = []
-        for row, (x, budget, key) in enumerate(zip(ids, budgets, keys)):
-            g = self._cut(gen[row], budget)
-            n_kv = len(x) + min(len(g), n_gen - 1)  # the last generated token was never fed back
-            a = width - len(x)
-            self.caches[key] = ((x + g)[:n_kv], len(x), [(k[row:row + 1, :, a:a + n_kv].clone(),
-                                                           v[row:row + 1, :, a:a + n_kv].clone()) for k, v in kv])
-            answers.append(g)
-        return answers
-
-
-def common_prefix(a, b):
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-def kv_layers(cache):
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def kv_reusable(config, max_context):
-    """True when every layer attends to the full past within max_context (plain KV states that can be cut and
-    padded): full attention, or a sliding window no shorter than the context. Not for recurrent or chunked
-    layers."""
-    config = config.get_text_config(decoder=True)
-    window = getattr(config, "sliding_window", None)
-    types = getattr(config, "layer_types", None) or ["full_attention"]
-    for t in set(types) | ({"sliding_attention"} if window and getattr(config, "use_sliding_window", True) else set()):
-        if t == "full_attention" or (t == "sliding_attention" and max_context and window and window >= max_context):
-            continue
-        return False
-    return True
-
-
-def row_budget_criteria(start, budgets):
-    """A StoppingCriteriaList that ends row i once it has generated budgets[i] tokens."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class RowBudget(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return (input_ids.shape[1] - start) >= budgets
-
-    return StoppingCriteriaList([RowBudget()])
-
-
-def make_policy(kind, model=None, base_url="http://127.0.0.1:8000/v1", api_key="EMPTY", max_new_tokens=512,
-                max_context=4096, temperature=0.0, timeout=120.0, dtype="auto"):
-    """The policy of evaluate.py and value_estimate.py: "expert", "openai" (model = the served name, or the
-    served local folder, whose tokenizer then counts prompt tokens) or "hf" (model = a local folder). Bad settings
-    raise ValueError with one line, before any weights are loaded."""
-    if kind == "expert":
-        return ExpertPolicy()
-    if kind not in ("openai", "hf"):
-        raise ValueError(f"unknown policy {kind!r}: expected expert, openai or hf")
-    if not model:
-        raise ValueError(f"--policy {kind} needs --model ("
-                         + ("a local model folder)" if kind == "hf" else "the served model name or its folder)"))
-    if max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    if max_context is not None and max_context < 0:
-        raise ValueError(f"--max-context must be >= 0 (0: no limit), got {max_context}")
-    if temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {temperature}")
-    if kind == "openai":
-        tokenizer = load_chat_tokenizer(model) if os.path.isdir(model) else None
-        return OpenAIPolicy(model, base_url, api_key, max_tokens=max_new_tokens, temperature=temperature,
-                            timeout=timeout, max_context=max_context, tokenizer=tokenizer)
-    if dtype not in ("auto", "bfloat16", "float32"):
-        raise ValueError(f"--dtype {dtype!r}: expected auto, bfloat16 or float32")
-    tokenizer = load_chat_tokenizer(model)
-    return HFPolicy(model, max_new_tokens=max_new_tokens, max_context=max_context, temperature=temperature,
-                    dtype=dtype, tokenizer=tokenizer)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -592,3 +214,193 @@ def run_episode(env, policy, task_id, replay=None, temperature=None, max_rounds=
             ep.act(text, limit)
     release(policy, env)
     return ep.result()
+
+
+# ----------------------------------------------------------------------------- policies
+
+class ExpertPolicy:
+    name = "expert"
+
+    def __call__(self, conversations, envs, temperature=None):
+        return [env.expert_turn() for env in envs]
+
+
+def make_policy(kind, model=None, base_url="http://127.0.0.1:8000/v1", api_key="EMPTY", max_new_tokens=512,
+                max_context=4096, temperature=0.0, timeout=120.0, dtype="auto"):
+    """The policy of evaluate.py and value_estimate.py: "expert", "openai" (model = the served name, or the
+    served local folder, whose tokenizer then counts prompt tokens) or "hf" (model = a local folder). Bad settings
+    raise ValueError with one line, before any weights are loaded."""
+    if kind == "expert":
+        return ExpertPolicy()
+    if kind not in ("openai", "hf"):
+        raise ValueError(f"unknown policy {kind!r}: expected expert, openai or hf")
+    if not model:
+        raise ValueError(f"--policy {kind} needs --model ("
+                         + ("a local model folder)" if kind == "hf" else "the served model name or its folder)"))
+    if max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if max_context is not None and max_context < 0:
+        raise ValueError(f"--max-context must be >= 0 (0: no limit), got {max_context}")
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {temperature}")
+    if kind == "openai":
+        tokenizer = load_chat_tokenizer(model) if os.path.isdir(model) else None
+        return OpenAIPolicy(model, base_url, api_key, max_tokens=max_new_tokens, temperature=temperature,
+                            timeout=timeout, max_context=max_context, tokenizer=tokenizer)
+    if dtype not in ("auto", "bfloat16", "float32"):
+        raise ValueError(f"--dtype {dtype!r}: expected auto, bfloat16 or float32")
+    tokenizer = load_chat_tokenizer(model)
+    from hf_policy import HFPolicy
+    return HFPolicy(model, max_new_tokens=max_new_tokens, max_context=max_context, temperature=temperature,
+                    dtype=dtype, tokenizer=tokenizer)
+
+
+def to_messages(conversation):
+    return chat_messages({"conversations": conversation})
+
+
+def prompt_ids(tokenizer, conversation):
+    """The token ids of the conversation rendered by the model's own chat template, ending in the generation
+    prompt, exactly as vLLM renders a chat request (template text, then tokens without extra special tokens)."""
+    text = tokenizer.apply_chat_template(to_messages(conversation), add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def answer_budget(n_prompt, max_new_tokens, max_context):
+    """The context rule of both backends (AgentGym: prompt + answer <= 4096 tokens): the answer may use what the
+    prompt leaves, at most max_new_tokens; None when the prompt alone leaves no room for one token (the episode
+    then ends with end="context"). max_context 0/None: no rule (max_new_tokens)."""
+    if not max_context:
+        return max_new_tokens
+    if n_prompt >= max_context:
+        return None
+    return min(max_new_tokens, max_context - n_prompt)
+
+
+def load_chat_tokenizer(folder):
+    """The tokenizer of a local model folder; ValueError (one line) when it cannot be loaded or has no chat
+    template. Reads no weights."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder}: no such model folder")
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        raise ValueError(f"{folder}: not a transformers model folder (no config.json)")
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(folder)
+    except Exception as e:
+        raise ValueError(f"{folder}: cannot load its tokenizer ({type(e).__name__}: "
+                         f"{(str(e).strip().splitlines() or [''])[0]})") from None
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(f"{folder}: the tokenizer has no chat template (episodes are rendered with the model's "
+                         f"own template: copy chat_template.jinja or tokenizer_config.json from its base model)")
+    return tok
+
+
+class OpenAIPolicy:
+    """Chat completions from any OpenAI-compatible server (vLLM, llama.cpp, ...).
+
+    Decoding is pinned in every request, so the server's defaults (vLLM loads the checkpoint's
+    generation_config.json unless served with --generation-config vllm; llama.cpp has top_k 40, min_p 0.05, and
+    llama-cpp-python repeat_penalty 1.1 in most versions) never apply: temperature as asked (0 = greedy), top_p 1
+    and no penalties (standard OpenAI fields), plus in `extra_body`, which only non-OpenAI servers read: top_k 0
+    (disabled), min_p 0, repetition_penalty 1 (vLLM) and repeat_penalty 1 (llama.cpp). vLLM ignores the field it
+    does not know (with a warning in its log); older vLLMs reject top_k 0 ("must be -1 (disable)"): the policy then
+    sends top_k -1.
+    `server_extras` None sends `extra_body` to every server but api.openai.com (whose API rejects unknown fields).
+
+    Context rule (answer_budget): with max_context set, each request's max_tokens is what the prompt leaves, and
+    a prompt that no longer fits ends its episode without a request. The prompt is counted with `tokenizer` (the
+    served model folder's, when --model is a local folder) or else with the server's /tokenize endpoint (vLLM's);
+    max_context None/0 leaves the limit to the server (its context error then ends the episode as "context")."""
+    name = "openai"
+
+    def __init__(self, model, base_url, api_key="EMPTY", max_tokens=512, temperature=0.0, timeout=120.0,
+                 max_retries=2, workers=64, max_context=None, tokenizer=None, server_extras=None):
+        import openai
+        self.openai = openai
+        self.model, self.base_url, self.max_tokens, self.temperature = model, base_url, max_tokens, temperature
+        self.max_context, self.tokenizer, self.timeout = max_context, tokenizer, timeout
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.pool = ThreadPoolExecutor(workers)
+        if server_extras is None:
+            server_extras = urlparse(base_url).hostname != "api.openai.com"
+        self.server_extras, self.top_k_off = server_extras, 0
+
+    def fields(self, temperature, max_tokens):
+        """The decoding fields of one request (see the class docstring)."""
+        out = {"max_tokens": max_tokens, "temperature": temperature, "top_p": 1.0, "presence_penalty": 0.0,
+               "frequency_penalty": 0.0}
+        if self.server_extras:
+            out["extra_body"] = {"top_k": self.top_k_off, "min_p": 0.0, "repetition_penalty": 1.0,
+                                 "repeat_penalty": 1.0}
+        return out
+
+    def count_tokens(self, messages):
+        if self.tokenizer is not None:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        root = self.base_url.rstrip("/")
+        root = root[:-3] if root.endswith("/v1") else root
+        req = urllib.request.Request(root + "/tokenize", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"model": self.model, "messages": messages,
+                                                      "add_generation_prompt": True}).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                count = json.loads(r.read()).get("count")
+            status = 200
+        except urllib.error.HTTPError as e:
+            count, status = None, e.code
+        except (urllib.error.URLError, OSError) as e:
+            raise PolicyError(f"cannot reach the model server at {root}/tokenize: {e}") from None
+        if not isinstance(count, int):
+            raise PolicyError(f"cannot count prompt tokens for the context rule (--max-context {self.max_context}): "
+                              f"--model {self.model} is not a local model folder and {root}/tokenize answered "
+                              f"HTTP {status}{'' if status != 200 else ' without a count'} (vLLM serves /tokenize). "
+                              f"Pass the served model's local folder as --model, or --max-context 0 to leave the "
+                              f"context limit to the server")
+        return count
+
+    def one(self, conversation, temperature):
+        messages = to_messages(conversation)
+        budget = self.max_tokens
+        if self.max_context:
+            budget = answer_budget(self.count_tokens(messages), self.max_tokens, self.max_context)
+            if budget is None:
+                return None  # the prompt alone no longer fits
+        temperature = self.temperature if temperature is None else temperature
+        for attempt in range(2):
+            fields = self.fields(temperature, budget)
+            try:
+                out = self.client.chat.completions.create(model=self.model, messages=messages, **fields)
+                return out.choices[0].message.content or ""
+            except self.openai.APIConnectionError as e:  # includes timeouts
+                raise PolicyError(f"cannot reach the model server at {self.base_url}: {e}") from None
+            except self.openai.BadRequestError as e:
+                msg = str(e).lower()
+                if "top_k" in msg and fields.get("extra_body", {}).get("top_k") == 0 and attempt == 0:
+                    self.top_k_off = -1  # older vLLMs disable top-k with -1 only
+                    continue
+                if "context" in msg or "too long" in msg or "maximum" in msg:
+                    return None  # the prompt no longer fits the served model's context
+                raise
+
+    def __call__(self, conversations, envs, temperature=None):
+        futures = [self.pool.submit(self.one, c, temperature) for c in conversations]
+        outs = []
+        for f in futures:
+            try:
+                outs.append(f.result())
+            except PolicyError:
+                raise
+            except Exception as e:  # one bad response must not end the run: that episode ends, counted
+                outs.append(e)
+        return outs
+
+
+def __getattr__(name):
+    """agent.HFPolicy, agent.kv_reusable, ...: the HF policy lives in hf_policy.py (torch and transformers load only
+    when it is asked for)."""
+    if name in ("HFPolicy", "kv_reusable", "common_prefix", "kv_layers", "row_budget_criteria"):
+        import hf_policy
+        return getattr(hf_policy, name)
+    raise AttributeError(f"module 'agent' has no attribute {name!r}")

@@ -30,15 +30,33 @@ import inspect
 import json
 import math
 import os
-import shutil
 import sys
 import time
 
 from tqdm import tqdm
 
+import checkpoint
+import flops
 from devices import init_distributed, print0, resolve_dtype, token_budget_batches
-from runs import OutputBusy, keep_config, lock_output
+from runs import OutputBusy
 from trajectory import IGNORE_INDEX, RecordError, read_records, tokenize_record, trim_after_last_loss
+
+# ----------------------------------------------------------------------------- the method (ATLaS §3.3)
+# The whole trajectory is the input; only the critical steps' tokens are targets (labels = IGNORE_INDEX elsewhere,
+# built by trajectory.tokenize_record from the records' loss flags). Each optimizer step divides the summed
+# cross-entropy by the number of loss tokens of the whole global batch (all micro-batches, all ranks), so the
+# gradient is the mean over every critical-step token of the batch, whatever the lengths or their split.
+
+def critical_step_loss(model, x, y):
+    """Summed cross-entropy of the critical-step tokens of micro-batch (x, y); y is x shifted by one, with
+    IGNORE_INDEX everywhere the loss never looks. Only the loss positions go through the LM head: with a 128k
+    vocabulary the logits of all positions would cost more memory than the rest of the step."""
+    import torch.nn.functional as F
+    keep = y != IGNORE_INDEX
+    logits = model(input_ids=x, use_cache=False, logits_to_keep=keep).logits if supports_keep else \
+        model(input_ids=x, use_cache=False).logits[keep]
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y[keep], reduction="sum")
+
 
 # ----------------------------------------------------------------------------- config
 parser = argparse.ArgumentParser(description="ATLaS fine-tuning with the critical-step loss mask (FSDP2)")
@@ -145,10 +163,7 @@ data_sha256 = sha.hexdigest()  # --resume compares it: other data under the same
 # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain `python train.py` is a world of one, same code path.
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-import torch.distributed.checkpoint as dcp  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,  # noqa: E402
-                                                     get_state_dict, set_model_state_dict, set_state_dict)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict  # noqa: E402
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: E402
 
 rank, world_size, device = init_distributed("train.py", always=True)  # FSDP needs a process group, even alone
@@ -232,62 +247,11 @@ def collate(idx):
     for r, j in enumerate(idx):
         xs, ys, _ = examples[j]
         x[r, :len(xs)], y[r, :len(ys)] = torch.tensor(xs), torch.tensor(ys)
-    flops = sum(train_flops(len(examples[j][0]), examples[j][2], **shape) for j in idx)
-    return x.to(device), y.to(device), sum(len(examples[j][0]) for j in idx), flops
+    n_flops = sum(flops.train_flops(len(examples[j][0]), examples[j][2], **shape) for j in idx)
+    return x.to(device), y.to(device), sum(len(examples[j][0]) for j in idx), n_flops
 
 
 pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-
-# ----------------------------------------------------------------------------- model FLOPs, MFU, memory
-def train_flops(n_tokens, n_loss, n_body, n_layer, attn_dim, d_model, vocab):
-    """Model FLOPs of one forward + backward pass over one sequence of n_tokens tokens (PaLM, appendix B; the
-    formula of nanoGPT and torchtitan), counting only what this loop computes:
-        6 * n_body * n_tokens                  every weight of the decoder blocks (and final norm) once per token:
-                                               2 FLOPs per weight forward, 4 backward
-      + 12 * n_layer * attn_dim * n_tokens^2   attention scores QK^T and their weighted sum AV, each 2*T*attn_dim
-                                               per token per layer forward, x3 with backward (the causal half is
-                                               not discounted, as in PaLM)
-      + 6 * d_model * vocab * n_loss           the LM head, which runs only at the loss positions here
-    The embedding lookup costs no FLOPs; pads and the trimmed tail are not computed and not counted; the
-    recomputation of activation checkpointing is not counted (model FLOPs, not hardware FLOPs)."""
-    return 6 * n_body * n_tokens + 12 * n_layer * attn_dim * n_tokens ** 2 + 6 * d_model * vocab * n_loss
-
-
-# bf16 dense peak TFLOP/s from the vendors' spec sheets; the first name found in the device's name wins
-PEAK_BF16_TFLOPS = [("A100", 312.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0)]
-
-
-def peak_tflops(device_name, compute_dtype, given=None):
-    """Peak dense TFLOP/s of one device for MFU: --peak-tflops if given, else the bf16 peak of a known GPU
-    (first matching name in PEAK_BF16_TFLOPS) when computing in bf16, else None (no MFU printed)."""
-    if given:
-        return given
-    if compute_dtype != torch.bfloat16 or device_name is None:
-        return None
-    return next((peak for name, peak in PEAK_BF16_TFLOPS if name in device_name), None)
-
-
-def mfu(flops, seconds, n_devices, peak):
-    """(achieved model TFLOP/s per device, model FLOPs utilisation or None) of `flops` done in `seconds`."""
-    tflops = flops / seconds / n_devices / 1e12
-    return tflops, (tflops / peak if peak else None)
-
-
-def memory_estimate(n_params, n_devices, compute_bytes, n_layer, d_model, d_kv, d_ff, vocab, tokens, loss_tokens,
-                    checkpointing):
-    """Approximate bytes per rank: FSDP shards the fp32 parameters (4 B each), their fp32 gradients (4 B) and
-    AdamW's two fp32 moments (8 B) over the ranks. Activations of the largest micro-batch (`tokens` = rows x
-    padded length): a Llama-style block keeps ~(10 d + 3 d_kv + 4 d_ff) values per token for its backward (norm
-    inputs, q/k/v, attention output, MLP gate/up/product; flash/SDPA attention keeps no T^2 scores); with
-    activation checkpointing only each block's input (d) is kept, plus one block recomputed at a time. The LM head
-    adds logits in the compute dtype and their fp32 copy and softmax (V x (b + 8) bytes) per loss token.
-    Leaves out the all-gathered compute copy of one or two blocks, the allocator's slack and the CUDA context."""
-    block = (10 * d_model + 3 * d_kv + 4 * d_ff) * compute_bytes
-    act = tokens * (n_layer * d_model * compute_bytes + block) if checkpointing else tokens * n_layer * block
-    act += loss_tokens * vocab * (compute_bytes + 8)
-    shard = n_params / n_devices
-    return {"params": 4 * shard, "grads": 4 * shard, "adamw": 8 * shard, "activations": act}
 
 
 # ----------------------------------------------------------------------------- model
@@ -299,12 +263,9 @@ save_dtype = getattr(torch, save_dtype) if isinstance(save_dtype, str) else save
 with torch.device("meta"):
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=args.trust_remote_code)
 n_params = sum(p.numel() for p in model.parameters())
-emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+shape = flops.model_shape(model, config)
 n_heads = config.num_attention_heads
-head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
-shape = dict(n_body=n_params - emb.numel() - (head.numel() if head is not emb else 0),
-             n_layer=config.num_hidden_layers, attn_dim=n_heads * head_dim, d_model=config.hidden_size,
-             vocab=head.shape[0])
+head_dim = shape["attn_dim"] // n_heads
 # memory per rank, sized on the largest micro-batch any rank will see (rows x padded length), printed before the
 # weights are read so that a user can size the GPUs from the first lines of the log
 largest = max((mb for s in range(total_steps) for r in range(world_size) for mb in step_micro_batches(s, r)),
@@ -312,60 +273,32 @@ largest = max((mb for s in range(total_steps) for r in range(world_size) for mb 
 largest_tokens = len(largest) * len(examples[largest[0]][0])
 d_kv = (getattr(config, "num_key_value_heads", None) or n_heads) * head_dim
 d_ff = getattr(config, "intermediate_size", None) or 4 * config.hidden_size
-mem = memory_estimate(n_params, world_size, torch.finfo(dtype).bits // 8, config.num_hidden_layers,
-                      config.hidden_size, d_kv, d_ff, shape["vocab"], largest_tokens,
-                      sum(examples[j][2] for j in largest), args.activation_checkpointing)
+mem = flops.memory_estimate(n_params, world_size, torch.finfo(dtype).bits // 8, config.num_hidden_layers,
+                            config.hidden_size, d_kv, d_ff, shape["vocab"], largest_tokens,
+                            sum(examples[j][2] for j in largest), args.activation_checkpointing)
 print0(f"memory per rank (estimate): parameters {mem['params'] / 2**30:.2f} GiB + gradients {mem['grads'] / 2**30:.2f}"
        f" + AdamW {mem['adamw'] / 2**30:.2f} + activations {mem['activations'] / 2**30:.2f} (largest micro-batch "
        f"{len(largest)} x {len(examples[largest[0]][0])} tokens, activation checkpointing "
        f"{'on' if args.activation_checkpointing else 'off'}) = {sum(mem.values()) / 2**30:.2f} GiB")
 
 # ----------------------------------------------------------------------------- output folder: one writer, nothing lost
-# Rank 0 takes the folder's lock (held until the process ends; a killed run's lock dies with it), then refuses a
-# folder that holds a run unless --resume (same data, model and optimisation flags) or --overwrite; the others
-# follow its verdict. A refused run leaves no folder behind.
-RUN_FILES = ("config.json", "metrics.jsonl", "state", "final")
+# Rank 0 claims the folder (checkpoint.open_folder: its lock until the process ends, the settings kept, a folder
+# holding a run refused unless --resume with the same data, model and optimisation flags, or --overwrite); the
+# others follow its verdict. A refused run leaves no folder behind.
 COMPARE = ["data_sha256", "model", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
            "warmup_ratio", "grad_clip", "batch_size", "seed"]
+selection = checkpoint.selection_of(records)  # named in every saved model folder, for the report's rows
 run_config = {**vars(args), "model": os.path.abspath(args.model), "data_sha256": data_sha256,
               "compute_dtype": str(dtype), "world_size": world_size, "per_rank_batch": per_rank,
               "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
-              "n_params": n_params}
-latest = os.path.join(args.output, "state", "latest")
-problem, lock, created = None, None, False
+              "n_params": n_params, "selection": selection}
+problem, folder = None, None
 if master:
     try:
-        if os.path.exists(args.output) and not os.path.isdir(args.output):
-            raise RecordError(f"--output {args.output} is a file, not a folder")
-        if not os.path.exists(args.output) and args.resume:
-            raise RecordError(f"--resume: {args.output} does not exist; nothing to resume")
-        created = not os.path.exists(args.output)
-        os.makedirs(args.output, exist_ok=True)
-        lock = lock_output(args.output)  # first, so that a live run is named as such
-        held = [n for n in RUN_FILES if os.path.exists(os.path.join(args.output, n))]
-        if held and not (args.resume or args.overwrite):
-            raise RecordError(f"--output {args.output} holds a run ({', '.join(held)}); pass --resume to continue "
-                              f"it or --overwrite to delete it and start over")
-        if args.resume and not os.path.exists(latest):
-            raise RecordError(f"--resume: no saved state in {args.output} (no state/latest): nothing to resume; "
-                              f"start over with --overwrite")
-        try:  # --resume: refuse other data, model or optimisation flags, naming each difference
-            keep_config(os.path.join(args.output, "config.json"), run_config, COMPARE if args.resume else [],
-                        flag="--overwrite", hint="resume with the same settings, or start over with --overwrite")
-        except RecordError as e:
-            raise RecordError(f"--resume refused: {e}") from None
-        if args.overwrite:
-            for n in os.listdir(args.output):
-                if n in RUN_FILES[1:] or n.startswith("step_"):
-                    p = os.path.join(args.output, n)
-                    shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+        folder = checkpoint.open_folder(args, run_config, COMPARE)
     except (OSError, RecordError, OutputBusy) as e:
         problem = str(e)
-        if created and lock is not None:  # a folder this refused run made (we hold its lock): leave nothing behind
-            lock.close()
-            os.remove(os.path.join(args.output, ".lock"))
-            os.rmdir(args.output)
 verdict = [problem]
 dist.broadcast_object_list(verdict, src=0)
 if verdict[0]:
@@ -382,7 +315,9 @@ if args.activation_checkpointing:
     model.activation_checkpointing_enable({"use_reentrant": False})  # non-reentrant: composes with FSDP hooks
 mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
 blocks = [m for m in model.modules() if type(m).__name__ in set(model._no_split_modules or [])]
-assert blocks, f"found no decoder blocks ({model._no_split_modules}) to shard in {type(model).__name__}"
+if not blocks:  # what a base model must offer: docs/FORKING.md
+    fail(f"--model {args.model}: {type(model).__name__} names no decoder blocks in _no_split_modules "
+         f"({model._no_split_modules}); train.py shards each decoder block with fully_shard")
 for block in blocks:
     fully_shard(block, mp_policy=mp)
 fully_shard(model, mp_policy=mp)
@@ -397,7 +332,9 @@ if getattr(config, "tie_word_embeddings", False):
 del full_sd, buffers
 model.train()
 device_name = torch.cuda.get_device_name(device) if use_cuda else None
-peak = peak_tflops(device_name, dtype, args.peak_tflops)
+peak = flops.peak_tflops(device_name, dtype, args.peak_tflops)
+if selection is None:
+    print0(f"{args.data}: the records come from several selections; the model folders name none (no selection.json)")
 print0(f"{type(model).__name__}: {n_params / 1e6:.1f}M parameters, {len(blocks)} blocks sharded over "
        f"{world_size} rank(s), {'nccl on ' + device_name if use_cuda else 'gloo on CPU'}, MFU against "
        f"{f'{peak:g} TFLOP/s per device' if peak else 'nothing (give --peak-tflops)'}")
@@ -413,57 +350,19 @@ def get_lr(step):
     return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- checkpoints (checkpoint.py)
 def save_hf(path):
-    """Full HF folder: every rank gathers the full state dict (a collective), rank 0 writes it."""
-    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if master:
-        sd = {k: v.to(save_dtype) for k, v in sd.items()}
-        model.config.dtype = save_dtype  # the dtype of the saved weights, not of our fp32 master copy
-        model.save_pretrained(path, state_dict=sd)
-        tokenizer.save_pretrained(path)
-        for name in ("generation_config.json",):
-            if os.path.exists(os.path.join(args.model, name)):
-                shutil.copy(os.path.join(args.model, name), path)
-    dist.barrier()
+    checkpoint.save_hf(model, tokenizer, path, save_dtype, args.model, selection, master)
 
 
 def save_state(step):
-    """Resumable state: sharded model + optimizer (each rank writes its shards), this rank's RNG; the data
-    position is `step` itself, since the order of every epoch is a function of (seed, epoch)."""
-    path = os.path.join(args.output, "state", f"step_{step}")
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
-    torch.save(torch.get_rng_state(), os.path.join(path, f"rng_{rank}.pt"))
-    dist.barrier()
-    if master:  # point "latest" at it only once complete, then drop the older states
-        with open(os.path.join(args.output, "state", "latest.tmp"), "w") as f:
-            json.dump({"step": step, "world_size": world_size}, f)
-        os.replace(os.path.join(args.output, "state", "latest.tmp"), latest)
-        for old in os.listdir(os.path.join(args.output, "state")):
-            if old.startswith("step_") and old != f"step_{step}":
-                shutil.rmtree(os.path.join(args.output, "state", old))
-    dist.barrier()
+    checkpoint.save_state(model, optimizer, args.output, step)
 
 
 start_step = 0
 metrics_path = os.path.join(args.output, "metrics.jsonl")
 if args.resume:
-    with open(latest) as f:
-        start_step = json.load(f)["step"]
-    path = os.path.join(args.output, "state", f"step_{start_step}")
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=path)
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    rng = os.path.join(path, f"rng_{rank}.pt")
-    if os.path.exists(rng):  # absent if the world size changed
-        torch.set_rng_state(torch.load(rng))
-    if master and os.path.exists(metrics_path):  # forget the steps the killed run did after this state
-        with open(metrics_path) as f:
-            kept = [l for l in f if l.strip() and json.loads(l)["step"] <= start_step]
-        with open(metrics_path, "w") as f:
-            f.writelines(kept)
+    start_step, path = checkpoint.load_state(model, optimizer, args.output, metrics_path)
     print0(f"resumed from {path} at step {start_step}")
     if start_step >= total_steps and os.path.isdir(os.path.join(args.output, "final")):
         print0(f"the run in {args.output} is complete ({total_steps} steps); nothing to do")
@@ -494,12 +393,7 @@ for step in range(start_step, total_steps):
     micro += [empty] * (int(n_micro) - len(micro))
     loss_sum = torch.zeros((), device=device)
     for x, y, _, _ in micro:
-        keep = y != IGNORE_INDEX
-        # only the loss positions go through the LM head: with a 128k vocabulary the logits of all positions
-        # would cost more memory than the rest of the step
-        logits = model(input_ids=x, use_cache=False, logits_to_keep=keep).logits if supports_keep else \
-            model(input_ids=x, use_cache=False).logits[keep]
-        ce = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y[keep], reduction="sum")
+        ce = critical_step_loss(model, x, y)
         # FSDP averages gradients over ranks; multiply by world_size so the reduced gradient is the plain sum
         (ce * world_size / n_loss).backward()
         loss_sum += ce.detach()
@@ -520,7 +414,7 @@ for step in range(start_step, total_steps):
     dt = time.time() - t0
     tok_total += float(stats[1])
     pad_total += float(stats[2]) - float(stats[1])
-    tflops, step_mfu = mfu(float(stats[3]), dt, world_size, peak)
+    tflops, step_mfu = flops.mfu(float(stats[3]), dt, world_size, peak)
     row = {"step": step + 1, "epoch": step // steps_per_epoch + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
            "tokens": int(stats[1]), "loss_tokens": n_loss, "tokens_per_s": float(stats[1]) / dt,
            "loss_tokens_per_s": n_loss / dt, "flops": float(stats[3]), "tflops_per_device": tflops, "mfu": step_mfu,

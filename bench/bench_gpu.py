@@ -14,9 +14,9 @@ AgentGym trajectories with ATLaS-style selection: the last step that fits in --m
 others keep loss true. Both trainers get the same sequences (cut at --max-length and trimmed after the last loss
 token, as train.py does), one trajectory per micro-batch, all --records trajectories in every optimizer step, so
 both do the same work per step; their step-1 losses must agree. Throughput is over steps 2..N (step 1 pays
-start-up and allocator warm-up). MFU = model FLOPs (train.py's train_flops: 6 N T + 12 L d T^2 + the LM head at the
-loss positions) / time / the GPU's bf16 dense peak, the same FLOP count for both trainers (the work the step
-needs; HF also computes the LM head at every position, which is not counted as useful).
+start-up and allocator warm-up). MFU = model FLOPs (flops.train_flops, which train.py counts with: 6 N T +
+12 L d T^2 + the LM head at the loss positions) / time / the GPU's bf16 dense peak, the same FLOP count for both
+trainers (the work the step needs; HF also computes the LM head at every position, which is not counted as useful).
 """
 import argparse
 import json

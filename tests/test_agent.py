@@ -328,5 +328,5 @@ def test_make_policy_errors(folders, tmp_path, monkeypatch):
     monkeypatch.undo()
     pol = make_policy("hf", folders["qwen"], max_new_tokens=4, max_context=512)
     assert isinstance(pol, HFPolicy) and pol.kv_cache and pol.max_context == 512
-    assert pol.model.dtype == __import__("trajectory").resolve_dtype("auto", "cpu")[0]
+    assert pol.model.dtype == __import__("devices").resolve_dtype("auto", "cpu")[0]
     assert isinstance(make_policy("openai", "served-name", base_url="http://127.0.0.1:9/v1"), OpenAIPolicy)

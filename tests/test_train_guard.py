@@ -3,10 +3,8 @@ model loads and leave no output folder; --dtype auto follows the hardware; the F
 against hand counts.
     pytest -q tests/test_train_guard.py
 
-The functions are taken out of train.py with `ast` (train.py is a flat script: importing it would train), so the
-test checks the very code the script runs.
+The counting functions are flops.py's, the module train.py itself calls.
 """
-import ast
 import json
 import os
 import shutil
@@ -24,15 +22,11 @@ PY = sys.executable
 
 
 def train_functions():
-    """train_flops, peak_tflops, mfu, memory_estimate and PEAK_BF16_TFLOPS from train.py's source."""
-    tree = ast.parse(open(os.path.join(ROOT, "train.py")).read())
-    wanted = {"train_flops", "peak_tflops", "mfu", "memory_estimate", "PEAK_BF16_TFLOPS"}
-    nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted or
-             isinstance(n, ast.Assign) and any(getattr(t, "id", None) in wanted for t in n.targets)]
-    ns = {"torch": torch}
-    exec(compile(ast.Module(body=nodes, type_ignores=[]), "train.py", "exec"), ns)
-    assert wanted <= set(ns)
-    return ns
+    """train_flops, peak_tflops, mfu, memory_estimate and PEAK_BF16_TFLOPS: flops.py, the module train.py counts
+    with."""
+    import flops
+    return {name: getattr(flops, name) for name in
+            ("train_flops", "peak_tflops", "mfu", "memory_estimate", "PEAK_BF16_TFLOPS")}
 
 
 def test_flops_mfu_and_memory_against_hand_counts():
@@ -137,3 +131,16 @@ def test_bad_options_and_inputs_give_one_line_and_no_folder(folders, flags, env,
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("train.py: "), r.stderr[-3000:]
     assert says in lines[0], lines[0]
     assert not out.exists()  # refused before anything was written
+
+
+def test_selection_named_in_the_model_folders():
+    import checkpoint
+    recs = make_records(3, seed=4)
+    assert checkpoint.selection_of(recs) == {"method": "complete", "ratio": 1.0, "model": None, "n_records": 3}
+    oracle = [{**r, "selection": {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "plan": str(i)}}
+              for i, r in enumerate(recs)]
+    assert checkpoint.selection_of(oracle) == {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "n_records": 3}
+    mixed = oracle[:2] + [{**recs[2], "selection": {"method": "random", "ratio": 0.3}}]
+    assert checkpoint.selection_of(mixed) is None
+    other_model = oracle[:2] + [{**oracle[2], "selection": {"method": "oracle", "ratio": 0.3, "model": "llama"}}]
+    assert checkpoint.selection_of(other_model) is None  # two selector models are two rows (Table 5)

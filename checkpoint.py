@@ -1,0 +1,139 @@
+"""train.py's output folder: who may write it, the model folders it saves, and the resumable state.
+
+    out = checkpoint.open_folder(args, run_config, COMPARE)   # refuses a folder that holds a run (unless
+                                                              # --resume / --overwrite) and a resume with other settings
+    checkpoint.save_hf(model, tokenizer, path, ...)           # full HF folder (+ selection.json), loadable by vLLM
+    checkpoint.save_state(model, optimizer, output, step)     # sharded model + optimizer (DCP), per-rank RNG
+    step = checkpoint.load_state(model, optimizer, output)    # --resume
+
+The state is written under <output>/state/step_N and pointed at by state/latest only once every rank has written
+its shards, so a kill mid-save leaves the previous state in force. torch is imported inside the functions.
+"""
+import json
+import os
+import shutil
+
+import runs
+from trajectory import RecordError
+
+RUN_FILES = ("config.json", "metrics.jsonl", "state", "final")  # a folder holding any of these holds a run
+
+
+def open_folder(args, config, compare):
+    """Rank 0's claim on --output (runs.open_output on a folder: its lock for the whole run, the settings kept in
+    config.json and, with --resume, compared to the last run's). A folder that holds a run is refused unless
+    --resume (it must have a saved state) or --overwrite (its run files are deleted). A refused run leaves no
+    folder behind. Raises RecordError / OutputBusy with one line."""
+    latest = os.path.join(args.output, "state", "latest")
+
+    def check(_):
+        held = [n for n in RUN_FILES if os.path.exists(os.path.join(args.output, n))]
+        if held and not (args.resume or args.overwrite):
+            raise RecordError(f"--output {args.output} holds a run ({', '.join(held)}); pass --resume to continue "
+                              f"it or --overwrite to delete it and start over")
+        if args.resume and not os.path.exists(latest):
+            raise RecordError(f"--resume: no saved state in {args.output} (no state/latest): nothing to resume; "
+                              f"start over with --overwrite")
+
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise RecordError(f"--output {args.output} is a file, not a folder")
+    if not os.path.exists(args.output) and args.resume:
+        raise RecordError(f"--resume: {args.output} does not exist; nothing to resume")
+    try:
+        out = runs.open_output(args.output, config, compare if args.resume else [], folder=True, prepare=check,
+                               flag="--overwrite", hint="resume with the same settings, or start over with --overwrite")
+    except RecordError as e:
+        if "the output holds a run with other settings" in str(e):
+            raise RecordError(f"--resume refused: {e}") from None
+        raise
+    if args.overwrite:
+        for n in os.listdir(args.output):
+            if n in RUN_FILES[1:] or n.startswith("step_"):
+                p = os.path.join(args.output, n)
+                shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+    return out
+
+
+def selection_of(records):
+    """What the training records were selected by, for the model folders (selection.json) and the report's rows:
+    {"method", "ratio", "model", "n_records"} when every record's `selection` agrees on method, ratio and selector
+    model; "complete" (ratio 1.0) when no record has one (AgentTraj-L itself: every step trains); None when they
+    disagree (a mixed training set names no single row)."""
+    kinds = {(s.get("method"), s.get("ratio"), s.get("model")) if isinstance(s, dict) else None
+             for s in (rec.get("selection") for rec in records)}
+    if kinds == {None}:
+        return {"method": "complete", "ratio": 1.0, "model": None, "n_records": len(records)}
+    if len(kinds) != 1:
+        return None
+    method, ratio, model = kinds.pop()
+    return {"method": method, "ratio": ratio, "model": model, "n_records": len(records)}
+
+
+def save_hf(model, tokenizer, path, save_dtype, source, selection, master):
+    """Full HF folder: every rank gathers the full state dict (a collective), rank 0 writes the model in the dtype
+    the checkpoint came in, the tokenizer, the source's generation_config.json and selection.json."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if master:
+        sd = {k: v.to(save_dtype) for k, v in sd.items()}
+        model.config.dtype = save_dtype  # the dtype of the saved weights, not of our fp32 master copy
+        model.save_pretrained(path, state_dict=sd)
+        tokenizer.save_pretrained(path)
+        for name in ("generation_config.json",):
+            if os.path.exists(os.path.join(source, name)):
+                shutil.copy(os.path.join(source, name), path)
+        if selection is not None:
+            with open(os.path.join(path, "selection.json"), "w", encoding="utf-8") as f:
+                json.dump(selection, f, indent=1)
+    dist.barrier()
+
+
+def save_state(model, optimizer, output, step):
+    """Resumable state: sharded model + optimizer (each rank writes its shards), this rank's RNG; the data
+    position is `step` itself, since the order of every epoch is a function of (seed, epoch)."""
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    state_dir = os.path.join(output, "state")
+    path = os.path.join(state_dir, f"step_{step}")
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
+    torch.save(torch.get_rng_state(), os.path.join(path, f"rng_{rank}.pt"))
+    dist.barrier()
+    if rank == 0:  # point "latest" at it only once complete, then drop the older states
+        with open(os.path.join(state_dir, "latest.tmp"), "w") as f:
+            json.dump({"step": step, "world_size": world_size}, f)
+        os.replace(os.path.join(state_dir, "latest.tmp"), os.path.join(state_dir, "latest"))
+        for old in os.listdir(state_dir):
+            if old.startswith("step_") and old != f"step_{step}":
+                shutil.rmtree(os.path.join(state_dir, old))
+    dist.barrier()
+
+
+def load_state(model, optimizer, output, metrics_path):
+    """--resume: load the latest state into model and optimizer (any world size: DCP reshards), this rank's RNG
+    when the world size is the same, and cut the metrics file back to that step (the killed run's later steps are
+    done again). Returns (the step to continue from, the state's path)."""
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    with open(os.path.join(output, "state", "latest")) as f:
+        step = json.load(f)["step"]
+    path = os.path.join(output, "state", f"step_{step}")
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    rng = os.path.join(path, f"rng_{dist.get_rank()}.pt")
+    if os.path.exists(rng):  # absent if the world size changed
+        torch.set_rng_state(torch.load(rng))
+    if dist.get_rank() == 0 and os.path.exists(metrics_path):  # forget the steps the killed run did after it
+        with open(metrics_path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(metrics_path, "w") as f:
+            f.writelines(kept)
+    return step, path
