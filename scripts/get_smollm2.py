@@ -11,7 +11,8 @@ vLLM included), copies the weights in, checks the logits are identical, and save
     python scripts/get_smollm2.py --cache-dir /somewhere --force
 
 Reruns print the paths and exit at once when the folder is already there. ~1 min on 2 CPU cores.
-The .gguf is kept too: the demo serves it with `python -m llama_cpp.server` as the local oracle of select.py.
+The .gguf is kept too: the demo serves it with `python -m llama_cpp.server` (scripts/llama_oracle.py) as the local
+oracle of select.py.
 """
 import argparse
 import glob
@@ -61,7 +62,7 @@ if not os.path.exists(gguf_path):
 # ---- 2. de-quantize with transformers, rebuild without quantization_config, copy weights, check, save
 t0 = time.time()
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 tok = AutoTokenizer.from_pretrained(cache, gguf_file=GGUF_NAME)
 gguf_model = AutoModelForCausalLM.from_pretrained(cache, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
@@ -77,7 +78,8 @@ model.tie_weights()
 
 # the chat template must come along: every stage renders steps with it
 assert tok.chat_template, "the gguf carried no chat template"
-msgs = [{"role": "user", "content": "Go to the red door."}, {"role": "assistant", "content": "Thought: the door is ahead.\nAction: go forward"}]
+msgs = [{"role": "user", "content": "Go to the red door."},
+        {"role": "assistant", "content": "Thought: the door is ahead.\nAction: go forward"}]
 ids = torch.tensor([tok.apply_chat_template(msgs, tokenize=True, return_dict=False)])
 with torch.no_grad():
     diff = (gguf_model(ids).logits - model(ids).logits).abs().max().item()

@@ -31,11 +31,13 @@ BABYAI_LEVELS=${BABYAI_LEVELS:-}      # only these BabyAI levels (task id i play
 RATIO=${RATIO:-0.3}                   # m (paper: 30 %)
 RATIOS=${RATIOS:-"0.1 0.2 0.3"}       # Table 3's sweep (random vs critical)
 SELECTORS=${SELECTORS:-"oracle random complement perplexity value"}
-ORACLE_URL=${ORACLE_URL:-}            # OpenAI-compatible server (empty: OpenAI itself, key in OPENAI_API_KEY)
+ORACLE_URL=${ORACLE_URL:-}            # OpenAI-compatible server (empty: OpenAI itself, key in OPENAI_API_KEY; the
+                                      # demo's: a gguf it serves with llama.cpp, scripts/llama_oracle.py)
 ORACLE_MODEL=${ORACLE_MODEL:-gpt-4o}
 ORACLE_FORMAT=${ORACLE_FORMAT:-text}  # select.py --response-format
 ORACLE_ARGS=${ORACLE_ARGS:-}          # more select.py flags, e.g. "--concurrency 16"
-ORACLE_GGUF=${ORACLE_GGUF:-}          # serve this gguf with llama.cpp as the oracle (the demo's offline oracle)
+ORACLE_READY=${ORACLE_READY:-}        # a command run before the oracle's first request, that returns once the oracle
+                                      # answers; when it fails (its stdout says why) the oracle rows are left out
 ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-0} # wall-clock cap of one oracle selection (0: none); what is done is kept
 VALUE_ENVS=${VALUE_ENVS:-"babyai maze wordle"}  # value estimation needs deterministic resets (built-in envs here)
 VALUE_ARGS=${VALUE_ARGS:-}            # more value_estimate.py flags
@@ -56,8 +58,13 @@ PY=${PY:-python}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+for s in $SELECTORS; do  # a misspelt selector would silently leave its rows out
+    case $s in oracle|random|complement|perplexity|value) ;; *)
+        echo "scripts/paper.sh: SELECTORS: $s is none of oracle random complement perplexity value" >&2; exit 2;; esac
+done
 [ -n "$MODEL" ] || { echo "scripts/paper.sh: set MODEL to the base model folder" >&2; exit 2; }
-[ -f "$MODEL/config.json" ] || { echo "scripts/paper.sh: MODEL=$MODEL is not a model folder (no config.json)" >&2; exit 2; }
+[ -f "$MODEL/config.json" ] || {
+    echo "scripts/paper.sh: MODEL=$MODEL is not a model folder (no config.json)" >&2; exit 2; }
 mkdir -p "$OUT"/{logs,data,select,train,results,table6}
 OUT=$(cd "$OUT" && pwd)
 TIMINGS="$OUT/timings.tsv"
@@ -83,37 +90,8 @@ ALL_ENVS="$TRAIN_ENVS $HELDOUT_ENVS"
 
 # ---- data: the training set and the test tasks of every env
 make_data() {
-    BABYAI_LEVELS="$BABYAI_LEVELS" $PY - "$OUT/data/train.jsonl" "$N_TRAIN" "$TRAIN_DATA" $TRAIN_ENVS <<'EOF'
-import os, sys
-from runs import write_jsonl
-from trajectory import read_records, step_indices
-out, n, files, envs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
-if os.path.exists(out):
-    print(f"{out}: exists"); sys.exit(0)
-recs = [r for f in (files or [f"data/{e}_train.jsonl" for e in envs]) for r in read_records(f)]
-env_of = lambda r: str(r["item_id"]).rsplit("_", 1)[0].split("_")[-1]   # lmrlgym_maze_3 -> maze
-recs = [r for r in recs if env_of(r) in envs]
-levels = {int(x) for x in os.environ.get("BABYAI_LEVELS", "").split()}
-if levels:  # AgentGym's BabyAI: task id i plays level i % 40
-    recs = [r for r in recs if env_of(r) != "babyai" or int(str(r["item_id"]).rsplit("_", 1)[1]) % 40 in levels]
-if n > 0:
-    recs = [r for e in envs for r in [r for r in recs if env_of(r) == e][:n]]
-if not recs:
-    sys.exit(f"no training trajectory of {' '.join(envs)} in {' '.join(files) or 'data/'}")
-write_jsonl(out, recs)
-print(f"{out}: {len(recs)} trajectories of {', '.join(envs)}, {sum(len(step_indices(r)) for r in recs)} steps")
-EOF
-    local env
-    for env in $ALL_ENVS; do
-        local f="$OUT/data/${env}_tasks.txt" ids="data/${env}_test_ids.txt" range
-        range=$(eval echo "\${TASKS_$env:-}")
-        [ -f "$f" ] && continue
-        if [ -n "$range" ]; then $PY -c "import sys; a,b=map(int,sys.argv[1].split(':')); print(*range(a,b),sep='\n')" "$range" > "$f"
-        elif [ -f "$ids" ]; then  # the first N_EVAL ids (of BABYAI_LEVELS' levels for babyai)
-            local lv=""; [ "$env" = babyai ] && lv="$BABYAI_LEVELS"
-            awk -v L=" $lv " -v N="$N_EVAL" '(L == "  " || index(L, " " ($1 % 40) " ")) && (N <= 0 || n++ < N)' "$ids" > "$f"
-        else echo "no test tasks for $env: set TASKS_$env=A:B" >&2; return 1; fi
-    done
+    $PY scripts/paper_data.py --out "$OUT/data" --train-envs $TRAIN_ENVS --heldout-envs $HELDOUT_ENVS \
+        --train-data $TRAIN_DATA --n-train "$N_TRAIN" --n-eval "$N_EVAL" --babyai-levels $BABYAI_LEVELS
 }
 stage data make_data
 DATA="$OUT/data/train.jsonl"
@@ -124,7 +102,8 @@ select_offline() {
     local m
     if has random; then
         for m in $RATIOS; do
-            $PY select.py --input "$DATA" --output "$OUT/select/random@$m.jsonl" --method random --ratio "$m" | tail -n 2
+            $PY select.py --input "$DATA" --output "$OUT/select/random@$m.jsonl" --method random --ratio "$m" \
+                | tail -n 2
         done
     fi
     if has perplexity; then
@@ -143,41 +122,20 @@ select_value() {
             2>&1 | grep -v "it/s\]" | tail -n 3
         parts+=("$OUT/select/value_$env.jsonl")
     done
-    [ ${#parts[@]} -gt 0 ] && cat "${parts[@]}" > "$OUT/select/value.jsonl.tmp" && mv "$OUT/select/value.jsonl.tmp" "$OUT/select/value.jsonl"
+    [ ${#parts[@]} -gt 0 ] && cat "${parts[@]}" > "$OUT/select/value.jsonl.tmp" \
+        && mv "$OUT/select/value.jsonl.tmp" "$OUT/select/value.jsonl"
     true
 }
 
-# The oracle: an OpenAI-compatible server (ORACLE_URL), OpenAI itself, or a gguf served here by llama.cpp.
-LLAMA_PID=
-start_llama_build() {  # llama-cpp-python compiles llama.cpp (minutes): start it early, niced, in the background
-    if [ -n "$ORACLE_GGUF" ] && has oracle && ! $PY -c "import llama_cpp.server" 2>/dev/null; then
-        say "installing llama-cpp-python in the background (log: $OUT/logs/llama_cpp_install.log)"
-        nohup nice -n 19 pip install -c requirements.txt "${LLAMA_CPP:-llama-cpp-python[server]==0.3.36}" \
-            > "$OUT/logs/llama_cpp_install.log" 2>&1 &
-        LLAMA_PID=$!
-    fi
-}
-SERVER_PID=
-serve_gguf() {  # sets ORACLE_URL to a local llama.cpp server on ORACLE_GGUF; returns 1 if it cannot
-    [ -n "$LLAMA_PID" ] && { echo "waiting for the llama-cpp-python build ..."; wait "$LLAMA_PID" || true; LLAMA_PID=; }
-    $PY -c "import llama_cpp.server" 2>/dev/null || { loud "llama-cpp-python could not be installed (see $OUT/logs/llama_cpp_install.log): no oracle rows"; return 1; }
-    local port; port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-    # a clean environment: the server reads settings from environment variables too (pydantic-settings)
-    env -i PATH="$PATH" HOME="$HOME" "$(command -v $PY)" -m llama_cpp.server --model "$ORACLE_GGUF" \
-        --model_alias "$ORACLE_MODEL" --n_ctx 4096 --n_threads "${ORACLE_THREADS:-1}" --host 127.0.0.1 --port "$port" \
-        > "$OUT/logs/oracle_server.log" 2>&1 &
-    SERVER_PID=$!
-    trap '[ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
-    ORACLE_URL="http://127.0.0.1:$port/v1"
-    local up="import urllib.request as u; u.urlopen('$ORACLE_URL/models', timeout=5)" i
-    for i in $(seq 120); do $PY -c "$up" 2>/dev/null && return 0; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 1; done
-    loud "the llama.cpp oracle did not start (see $OUT/logs/oracle_server.log): no oracle rows"; return 1
-}
+# The oracle: an OpenAI-compatible server (ORACLE_URL) or OpenAI itself.
 select_oracle() {
     local m todo=()
     for m in $RATIOS; do [ -f "$OUT/train/critical@$m/final/config.json" ] || todo+=("$m"); done
     [ ${#todo[@]} -eq 0 ] && { echo "critical selections: used by their trained models"; return; }
-    if [ -n "$ORACLE_GGUF" ] && [ -z "$SERVER_PID" ]; then serve_gguf || return 0; fi
+    if [ -n "$ORACLE_READY" ]; then  # e.g. the demo's llama.cpp server, which may still be building
+        local why
+        why=$($ORACLE_READY) || { loud "${why:-ORACLE_READY ($ORACLE_READY) failed}: no oracle rows"; return 0; }
+    fi
     for m in "${todo[@]}"; do
         local cap=(); [ "$ORACLE_BUDGET_S" -gt 0 ] && cap=(timeout --signal INT "$ORACLE_BUDGET_S")
         OPENAI_API_KEY=${OPENAI_API_KEY:-sk-local} "${cap[@]}" $PY select.py --input "$DATA" \
@@ -189,7 +147,6 @@ select_oracle() {
         $PY select.py --input "$DATA" --output "$OUT/select/noncritical@$RATIO.jsonl" --method complement \
             --reference "$OUT/select/critical@$RATIO.jsonl" | tail -n 2
     fi
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; fi
 }
 
 # ---- train (one function for every selection)
@@ -222,9 +179,8 @@ eval_one() {  # eval_one LABEL MODEL_DIR
         else eval_env "$label" "$model" "$env" || rc=1; fi
     done
     for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-    for env in $ALL_ENVS; do
-        if [ "$rc" != 0 ]; then tail -n 20 "$OUT/logs/eval_${label}_${env}.log"; else tail -n 1 "$OUT/logs/eval_${label}_${env}.log"; fi
-    done
+    local lines=1; [ "$rc" = 0 ] || lines=20   # a failure shows the end of every env's log
+    for env in $ALL_ENVS; do tail -n "$lines" "$OUT/logs/eval_${label}_${env}.log"; done
     return $rc
 }
 train_eval() {  # train_eval LABEL SELECTION.jsonl
@@ -238,16 +194,7 @@ table6() {
     [ -s "$sel" ] || { loud "no $sel: Table 6 needs the oracle's critical steps"; return 0; }
     for env in $TABLE6_ENVS; do
         local part="$OUT/table6/${env}_selection.jsonl" srv; srv=$(server_of "$env")
-        $PY - "$sel" "$part" "$env" "$TABLE6_N" <<'EOF'
-import os, sys
-from runs import write_jsonl
-from trajectory import read_records
-sel, out, env, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-recs = [r for r in read_records(sel) if str(r["item_id"]).rsplit("_", 1)[0] == env][:n]
-if recs and not os.path.exists(out):
-    write_jsonl(out, recs)
-print(f"{out}: {len(recs)} trajectories of {env}")
-EOF
+        $PY scripts/take_env.py --input "$sel" --output "$part" --env "$env" -n "$TABLE6_N"
         [ -s "$part" ] || continue
         $PY evaluate.py --from-critical "$part" --env "$env" ${srv:+--env-server "$srv"} --policy hf --model "$MODEL" \
             --concurrency "$EVAL_CONCURRENCY" --max-new-tokens "$MAX_NEW_TOKENS" --max-context "$MAX_CONTEXT" \
@@ -257,8 +204,8 @@ EOF
     done
 }
 
-# ---- the run: offline selectors first (a gguf oracle builds meanwhile), then the oracle's rows
-start_llama_build
+# ---- the run: offline selectors first (an oracle still starting, as the demo's, gets that time), then the
+# oracle's rows
 stage select_offline select_offline
 if has value; then stage select_value select_value; fi
 train_eval complete "$OUT/select/complete.jsonl"

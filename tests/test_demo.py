@@ -1,28 +1,44 @@
 """Cheap checks of the demo and benchmark plumbing (the demo itself takes ~30 min and is not run here).
 
-- demo.sh hands scripts/paper.sh only knobs it reads (a misspelt one is caught), the model where get_smollm2.py
-  puts it, selectors and envs paper.sh can run, and the reader's overrides; paper.sh refuses a missing MODEL;
+- demo.sh hands scripts/paper.sh only knobs it reads, and paper.sh runs with demo.sh's values (its own trace says
+  so; a misspelt knob is caught), the model where get_smollm2.py puts it, selectors paper.sh accepts, and the
+  reader's overrides; paper.sh refuses a missing MODEL and an unknown selector in one line;
+- paper.sh, handed demo.sh's settings with every program stubbed, issues commands that work: the data command
+  writes the demo's training set and test tasks, the oracle waits for its server and then asks select.py with flags
+  it accepts, evaluation runs at the protocol's limits;
+- scripts/llama_oracle.py starts a server in a clean environment, waits until it answers, says why when it never
+  does, and stops it;
 - scripts/demo_report.py counts what a run did from the files alone: selected vs not selected per selector (errors
   file vs trajectories the oracle never reached), optimizer steps, episodes, stage times;
 - bench/run_all.py has a way to read every bench/bench_*.py (a pattern in PARSE or the JSON last line), and its
-  patterns pick the right number out of lines in the form the benches print; one run gives issue 12's numbers
-  (bench_train's bf16 / fp32 tok/s, bench_kv's KV reuse / re-prefill ratio and identical greedy outputs).
+  patterns pick the right number out of lines in the form the benches print; one run gives bench_train's bf16 /
+  fp32 tok/s and bench_kv's KV reuse / re-prefill ratio with the number of identical greedy outputs.
 """
 import json
 import os
-import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+ORACLE_URL = "http://127.0.0.1:40001/v1"  # what the stubbed `scripts/llama_oracle.py start` prints
+
+
+def stub_python(path, log):
+    """A `python` that logs its arguments, one call a line, and does nothing (but print the oracle's URL)."""
+    path.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                    f'[ "$1 $2" = "scripts/llama_oracle.py start" ] && echo {ORACLE_URL}\ntrue\n')
+    path.chmod(0o755)
 
 
 def run_demo_sh(tmp_path, **overrides):
     """Run demo.sh with everything it calls stubbed: a `python` that logs its arguments and does nothing, the venv
     already installed, and a scripts/paper.sh that saves the environment it was handed. Returns (the variables
-    demo.sh exported to paper.sh, the python command lines). No network, no model, well under a second."""
+    demo.sh exported to paper.sh, the python command lines, demo.sh's folder). No network, no model, well under a
+    second."""
     home = tmp_path / "demo"
     (home / "scripts").mkdir(parents=True)
     (home / "bin").mkdir()
@@ -31,57 +47,133 @@ def run_demo_sh(tmp_path, **overrides):
     venv = tmp_path / "venv"
     venv.mkdir()
     shutil.copy(os.path.join(ROOT, "requirements.txt"), venv / ".atlas-requirements")  # nothing to pip install
-    (home / "bin" / "python").write_text(f'#!/bin/sh\necho "$*" >> {home / "python_calls"}\n')
-    (home / "bin" / "python").chmod(0o755)
+    stub_python(home / "bin" / "python", home / "python_calls")
     (home / "scripts" / "paper.sh").write_text(f'env -0 > {home / "paper_env"}\n')
     base = {"PATH": f"{home / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "VIRTUAL_ENV": str(venv)}
     subprocess.run(["bash", str(home / "demo.sh")], env={**base, **overrides}, check=True, timeout=30,
                    capture_output=True, text=True)
     handed = dict(kv.split("=", 1) for kv in (home / "paper_env").read_text().split("\0") if kv)
     exported = {k: v for k, v in handed.items() if k not in set(base) | {"PWD", "OLDPWD", "SHLVL", "_"}}
-    return exported, (home / "python_calls").read_text().splitlines()
+    return exported, (home / "python_calls").read_text().splitlines(), home
 
 
-def test_demo_sh_hands_paper_sh_its_knobs(tmp_path):
-    paper = open(os.path.join(ROOT, "scripts", "paper.sh")).read()
-    knobs = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-", paper))  # every variable paper.sh reads with a default
-    assert {"MODEL", "N_TRAIN", "SELECTORS", "ORACLE_GGUF"} <= knobs, sorted(knobs)
-    got, calls = run_demo_sh(tmp_path)
+def paper_sh(env, *, trace=False):
+    return subprocess.run(["bash"] + (["-x"] if trace else []) + [os.path.join(ROOT, "scripts", "paper.sh")],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def call(calls, prefix):
+    """The argument list of the one logged python call that starts with `prefix`."""
+    found = [c.split() for c in calls if c.startswith(prefix)]
+    assert len(found) == 1, (prefix, calls)
+    return found[0]
+
+
+def flag(args, name):
+    return args[args.index(name) + 1]
+
+
+def test_demo_sh_hands_paper_sh_knobs_it_reads(tmp_path):
+    got, calls, _ = run_demo_sh(tmp_path)
+    assert {"OUT", "MODEL", "ORACLE_URL", "ORACLE_READY", "N_TRAIN", "N_EVAL", "TRAIN_ENVS", "HELDOUT_ENVS",
+            "SELECTORS", "NPROC", "BATCH", "MAX_CONTEXT", "TABLE6_ENVS"} <= set(got), sorted(got)
+    # paper.sh's own trace up to its refusal of the missing MODEL (before it writes anything): every knob it reads
+    # is assigned there, to the value it will run with
+    env = {"PATH": os.environ["PATH"], **got, "MODEL": "", "OUT": str(tmp_path / "out")}
+    run = paper_sh(env, trace=True)
+    said = [l for l in run.stderr.splitlines() if not l.startswith("+")]
+    assert run.returncode == 2 and said == ["scripts/paper.sh: set MODEL to the base model folder"], run.stderr
+    assert not (tmp_path / "out").exists()
+    resolved = dict(shlex.split(l[2:])[0].split("=", 1) for l in run.stderr.splitlines()
+                    if l.startswith("+ ") and l[2:3].isupper() and "=" in l.split()[1])
+    assert {"MODEL", "N_TRAIN", "SELECTORS", "ORACLE_URL", "ORACLE_READY"} <= set(resolved), sorted(resolved)
     # a misspelt knob would be exported and never read: paper.sh would silently run at its (paper) size
     envs = {f.split("_")[0] for f in os.listdir(os.path.join(ROOT, "data")) if f.endswith("_test_ids.txt")}
-    assert set(got) <= knobs | {f"TASKS_{e}" for e in envs}, sorted(set(got) - knobs)  # TASKS_<env>: read by name
-    assert {"OUT", "MODEL", "ORACLE_GGUF", "N_TRAIN", "N_EVAL", "TRAIN_ENVS", "HELDOUT_ENVS", "SELECTORS",
-            "NPROC", "BATCH", "MAX_CONTEXT", "TABLE6_ENVS"} <= set(got), sorted(got)
-    # the model is where scripts/get_smollm2.py puts it, for both the policy and the gguf oracle
-    get = next(c.split() for c in calls if c.startswith("scripts/get_smollm2.py"))
-    cache = get[get.index("--cache-dir") + 1]
-    gguf_name = re.search(r'^GGUF_NAME = "(.+)"', open(os.path.join(ROOT, "scripts", "get_smollm2.py")).read(),
-                          re.M).group(1)
-    assert got["MODEL"] == f"{cache}/hf" and got["ORACLE_GGUF"] == f"{cache}/{gguf_name}", got
-    # the laptop sizes, and values paper.sh can run with: selectors it knows, envs with bundled data, Table 6
-    # on envs that are trained on (its restarts come from the training set's critical steps)
+    unread = set(got) - set(resolved) - {f"TASKS_{e}" for e in envs}  # TASKS_<env>: read by name, by the data stage
+    assert not unread, sorted(unread)
+    assert {k: resolved[k] for k in got if k in resolved and k not in ("OUT", "MODEL")} == \
+        {k: v for k, v in got.items() if k in resolved and k not in ("OUT", "MODEL")}
+    # the laptop sizes, and values paper.sh can run with: selectors it accepts (it refused only the MODEL above),
+    # envs with bundled data, Table 6 on envs that are trained on (its restarts come from the training set's
+    # critical steps), the protocol's context and BabyAI levels that exist
     assert (got["N_TRAIN"], got["N_EVAL"], got["EVAL_CONCURRENCY"], got["NPROC"]) == ("40", "6", "6", "1"), got
-    # the protocol's evaluation limits, and BabyAI levels that exist
-    assert got["MAX_CONTEXT"] == "4096" and "--max-rounds" not in open(os.path.join(ROOT, "scripts", "paper.sh")).read()
+    assert got["MAX_CONTEXT"] == "4096", got
     assert {int(x) for x in got["BABYAI_LEVELS"].split()} <= set(range(40)), got["BABYAI_LEVELS"]
-    assert set(got["SELECTORS"].split()) <= set(re.findall(r"\bhas (\w+)", paper)), got["SELECTORS"]
     for env in got["TRAIN_ENVS"].split():
         assert os.path.exists(os.path.join(ROOT, "data", f"{env}_train.jsonl")), env
     for env in (got["TRAIN_ENVS"] + " " + got["HELDOUT_ENVS"]).split():
         assert os.path.exists(os.path.join(ROOT, "data", f"{env}_test_ids.txt")), env
     assert set(got["TABLE6_ENVS"].split()) <= set(got["TRAIN_ENVS"].split()), got
     assert int(got["MAX_NEW_TOKENS"]) < int(got["MAX_CONTEXT"]) <= int(got["MAX_LENGTH"]), got
-    # the oracle's settings are select.py's: a flag it does not have would stop every oracle selection
-    select = open(os.path.join(ROOT, "select.py")).read()
-    formats = re.search(r'"--response-format", choices=\[([^\]]*)\]', select).group(1)
-    assert f'"{got["ORACLE_FORMAT"]}"' in formats, (got["ORACLE_FORMAT"], formats)
-    for flag in re.findall(r"--[a-z-]+", got["ORACLE_ARGS"]):
-        assert f'"{flag}"' in select, flag
-    # what the reader sets wins, and the report reads the same run paper.sh wrote
-    got, calls = run_demo_sh(tmp_path / "again", N_TRAIN="64", N_EVAL="8", OUT="out/demo2", TRAIN_ENVS="maze wordle")
+    # what the reader sets wins, and the report reads the same run paper.sh wrote; the oracle is stopped at the end
+    got, calls, _ = run_demo_sh(tmp_path / "again", N_TRAIN="64", N_EVAL="8", OUT="out/demo2", TRAIN_ENVS="maze wordle")
     assert (got["N_TRAIN"], got["N_EVAL"], got["EVAL_CONCURRENCY"], got["OUT"]) == ("64", "8", "8", "out/demo2"), got
-    assert calls[-1] == (f"scripts/demo_report.py --out out/demo2 --model {got['MODEL']} --n-eval 8 "
-                         "--train-envs maze wordle --heldout-envs wordle"), calls
+    assert (f"scripts/demo_report.py --out out/demo2 --model {got['MODEL']} --n-eval 8 "
+            "--train-envs maze wordle --heldout-envs wordle") in calls, calls
+    assert calls[-1] == "scripts/llama_oracle.py stop --dir out/demo2/logs", calls
+    # an oracle the reader names is used as it is: nothing is served
+    got, calls, _ = run_demo_sh(tmp_path / "own", ORACLE_URL="http://oracle:8000/v1")
+    assert got["ORACLE_URL"] == "http://oracle:8000/v1" and "ORACLE_READY" not in got, got
+    assert not [c for c in calls if c.startswith("scripts/llama_oracle.py")], calls
+
+
+def test_demo_serves_the_model_get_smollm2_makes(tmp_path):
+    got, calls, home = run_demo_sh(tmp_path)
+    # get_smollm2.py on a cache that holds its converted folder prints where the folder and the gguf are
+    cache = flag(call(calls, "scripts/get_smollm2.py"), "--cache-dir")
+    (home / cache / "hf").mkdir(parents=True)
+    (home / cache / "hf" / "CONVERTED_FROM_GGUF").write_text("params=1\n")
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "get_smollm2.py"), "--cache-dir", cache],
+                         cwd=home, capture_output=True, text=True, timeout=30, check=True)
+    paths = dict(w.split("=", 1) for w in run.stdout.split() if w.startswith(("hf=", "gguf=")))
+    # the policy is that folder and the oracle serves that gguf, under the name select.py asks for
+    start = call(calls, "scripts/llama_oracle.py start")
+    assert os.path.abspath(home / got["MODEL"]) == paths["hf"], (got["MODEL"], paths)
+    assert os.path.abspath(home / flag(start, "--gguf")) == paths["gguf"], (start, paths)
+    assert flag(start, "--alias") == got["ORACLE_MODEL"], (start, got["ORACLE_MODEL"])
+    # paper.sh asks the URL start printed, and waits for the server start launched
+    assert got["ORACLE_URL"] == ORACLE_URL, got
+    assert got["ORACLE_READY"] == f"python scripts/llama_oracle.py wait --dir {flag(start, '--dir')}", got
+
+
+def test_paper_sh_runs_the_demo_with_commands_that_work(tmp_path):
+    """paper.sh handed demo.sh's settings, with `python` stubbed: the commands it issues, then run for real."""
+    got, _, _ = run_demo_sh(tmp_path)
+    model, out, log = tmp_path / "model", tmp_path / "out", tmp_path / "paper_calls"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (tmp_path / "bin").mkdir()
+    stub_python(tmp_path / "bin" / "python", log)
+    run = paper_sh({**got, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "MODEL": str(model),
+                    "OUT": str(out)})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    calls = log.read_text().splitlines()
+    # the data command writes the demo's training set and test tasks
+    data = call(calls, "scripts/paper_data.py")
+    subprocess.run([sys.executable] + data, cwd=ROOT, check=True, capture_output=True, text=True, timeout=60,
+                   env={**os.environ, "TASKS_wordle": got["TASKS_wordle"]})
+    from evaluate import split_item_id
+    from trajectory import read_records
+    recs = read_records(str(out / "data" / "train.jsonl"))
+    levels = {int(x) for x in got["BABYAI_LEVELS"].split()}
+    assert len(recs) == 40 and all(split_item_id(r["item_id"])[0] == "babyai" for r in recs)
+    assert {split_item_id(r["item_id"])[1] % 40 for r in recs} <= levels
+    assert (out / "data" / "babyai_tasks.txt").read_text().split() == ["520", "521", "522", "523", "524", "528"]
+    assert (out / "data" / "wordle_tasks.txt").read_text().split() == ["0", "1"]
+    # the oracle: first the wait for its server, then select.py with flags and a format it accepts
+    wait = calls.index(got["ORACLE_READY"][len("python "):])
+    oracle = [i for i, c in enumerate(calls) if c.startswith("select.py") and "--base-url" in c]
+    assert len(oracle) == 1 and wait < oracle[0], calls
+    select = calls[oracle[0]].split()
+    assert flag(select, "--base-url") == ORACLE_URL and flag(select, "--response-format") == got["ORACLE_FORMAT"]
+    dry = subprocess.run([sys.executable] + select + ["--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert dry.returncode == 0 and "40 trajectories to select" in dry.stdout, dry.stdout + dry.stderr
+    # evaluation at the protocol's limits: 4096 tokens of context and each env's own round limit
+    evals = [c.split() for c in calls if c.startswith("evaluate.py --env")]
+    assert sorted(flag(e, "--env") for e in evals) == ["babyai", "wordle"], calls  # the base model's row
+    for e in evals:
+        assert flag(e, "--max-context") == "4096" and "--max-rounds" not in e, e
 
 
 def test_paper_sh_refuses_a_missing_model_in_one_line(tmp_path):
@@ -92,6 +184,74 @@ def test_paper_sh_refuses_a_missing_model_in_one_line(tmp_path):
                              timeout=30, env={"PATH": os.environ["PATH"], "MODEL": model, "OUT": str(tmp_path / "out")})
         assert run.returncode == 2 and run.stderr.splitlines() == [message] and run.stdout == "", run
         assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_paper_sh_refuses_an_unknown_selector_in_one_line(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    run = paper_sh({"PATH": os.environ["PATH"], "MODEL": str(tmp_path / "model"), "OUT": str(tmp_path / "out"),
+                    "SELECTORS": "oracle randm"})
+    assert run.returncode == 2 and run.stdout == "" and run.stderr.splitlines() == \
+        ["scripts/paper.sh: SELECTORS: randm is none of oracle random complement perplexity value"], run
+    assert not (tmp_path / "out").exists()
+
+
+FAKE_SERVER = '''import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+json.dump({"argv": sys.argv[1:], "env": dict(os.environ)}, open("served.json", "w"))
+if os.path.exists("crash"):
+    sys.exit("fake llama_cpp.server: crashed")
+class Models(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.end_headers()
+        self.wfile.write(b'{"data": []}')
+HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Models).serve_forever()
+'''
+
+
+def test_llama_oracle_serves_in_a_clean_environment_waits_and_stops(tmp_path):
+    # a stand-in llama_cpp.server in the working folder (python -m finds it first): it answers /v1/models
+    (tmp_path / "llama_cpp" / "server").mkdir(parents=True)
+    (tmp_path / "llama_cpp" / "__init__.py").write_text("")
+    (tmp_path / "llama_cpp" / "server" / "__init__.py").write_text("")
+    (tmp_path / "llama_cpp" / "server" / "__main__.py").write_text(FAKE_SERVER)
+    oracle = [sys.executable, os.path.join(ROOT, "scripts", "llama_oracle.py")]
+
+    def run(*args, **env):
+        return subprocess.run(oracle + list(args) + ["--dir", "logs"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, env={**os.environ, **env})
+
+    # the demo's variables reach no server setting (pydantic-settings reads the environment too)
+    url = run("start", "--gguf", "m.gguf", "--alias", "smollm2", CACHE="cache", MODEL="m").stdout.strip()
+    try:
+        waited = run("wait")
+        assert waited.returncode == 0 and waited.stdout == "", waited
+        served = json.loads((tmp_path / "served.json").read_text())
+        assert "CACHE" not in served["env"] and "MODEL" not in served["env"], served["env"]
+        argv = served["argv"]
+        assert (flag(argv, "--model"), flag(argv, "--model_alias"), flag(argv, "--n_ctx")) == \
+            ("m.gguf", "smollm2", "4096"), argv
+        assert url == f"http://127.0.0.1:{flag(argv, '--port')}/v1", (url, argv)
+    finally:
+        pid = json.loads((tmp_path / "logs" / "oracle_server.json").read_text())["pid"]
+        run("stop")
+    for _ in range(100):  # stopped: the process ends, and nothing is left to wait for
+        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the oracle server {pid} still runs after stop")
+    waited = run("wait")
+    assert waited.returncode == 1 and waited.stdout.startswith("no llama.cpp oracle was started"), waited
+    # a server that dies: wait says so in one line (paper.sh warns it and leaves the oracle rows out)
+    (tmp_path / "crash").write_text("")
+    run("start", "--gguf", "m.gguf", "--alias", "smollm2")
+    waited = run("wait")
+    assert waited.returncode == 1, waited
+    assert waited.stdout == "the llama.cpp oracle did not start (see logs/oracle_server.log)\n", waited
+    assert "crashed" in (tmp_path / "logs" / "oracle_server.log").read_text()
+    run("stop")
 
 
 def _rec(item_id, n_steps):
@@ -212,7 +372,7 @@ KV_OK = ("KV reuse  : 2 episodes, 4 rounds in 0.2s -> 10.9691 episodes/s, 21.938
          '{"hf eval episodes/s KV reuse / re-prefill (tiny maze)": ">= 3"}}\n')
 
 
-def test_run_all_reads_issue_12_numbers(tmp_path):
+def test_run_all_reads_bf16_and_kv_reuse_numbers(tmp_path):
     """One run_all.py run gives train.py bf16 / fp32 tok/s (bench_train's JSON line) and bench_kv's KV reuse /
     re-prefill ratio with the number of episodes whose greedy outputs were identical; a bench_kv that found
     different outputs is a FAILED row that says so."""

@@ -1,7 +1,8 @@
 """scripts/paper.sh (the paper's driver, which demo.sh runs at laptop size) end to end at its smallest size: a tiny
 model built from a config, 2 ranks on gloo, the built-in maze (held-in) and wordle (held-out), the stand-in oracle
-of tests/oracle_server.py, and the random, complement and perplexity selectors. The report must hold Tables 1, 2,
-3 and 6 with the rows the run made and the episode counts it ran; a rerun must redo nothing."""
+of tests/oracle_server.py (waited for through ORACLE_READY, as the demo's is), and the random, complement and
+perplexity selectors. The report must hold Tables 1, 2, 3 and 6 with the rows the run made and the episode counts it
+ran; a rerun must redo nothing."""
 import json
 import os
 import subprocess
@@ -31,10 +32,15 @@ def run(tmp_path_factory):
     model = save_tiny(tmp / "model", "qwen")
     srv = oracle_server.start()
     out = tmp / "out"
+    # the oracle is waited for as demo.sh's is (ORACLE_READY): here on the stand-in, already up
+    (tmp / "oracle").mkdir()
+    (tmp / "oracle" / "oracle_server.json").write_text(json.dumps({"url": srv.url + "/v1", "pid": os.getpid()}))
+    ready = f"{sys.executable} {os.path.join(ROOT, 'scripts', 'llama_oracle.py')} wait --dir {tmp / 'oracle'}"
     env = {**os.environ, "OUT": str(out), "MODEL": model, "PY": sys.executable,
            "TRAIN_ENVS": "maze", "HELDOUT_ENVS": "wordle", "N_TRAIN": "4", "N_EVAL": "1", "RATIOS": "0.3",
            "SELECTORS": "oracle random complement perplexity", "ORACLE_URL": srv.url + "/v1",
            "ORACLE_MODEL": "stand-in", "OPENAI_API_KEY": "sk-test", "ORACLE_ARGS": "--concurrency 2",
+           "ORACLE_READY": ready,
            "NPROC": "2", "BATCH": "2", "EPOCHS": "1", "MAX_LENGTH": "4096", "MAX_NEW_TOKENS": "8",
            "MAX_CONTEXT": "2048", "EVAL_CONCURRENCY": "1", "TABLE6_ENVS": "maze", "TABLE6_N": "1",
            "OMP_NUM_THREADS": "1"}
