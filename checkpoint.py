@@ -1,10 +1,12 @@
 """train.py's output folder: who may write it, the model folders it saves, and the resumable state.
 
-    out = checkpoint.open_folder(args, run_config, COMPARE)   # refuses a folder that holds a run (unless
-                                                              # --resume / --overwrite) and a resume with other settings
-    checkpoint.save_hf(model, tokenizer, path, ...)           # full HF folder (+ selection.json), loadable by vLLM
-    checkpoint.save_state(model, optimizer, output, step)     # sharded model + optimizer (DCP), per-rank RNG
-    step = checkpoint.load_state(model, optimizer, output)    # --resume
+    out, refusal = checkpoint.open_folder(args, run_config, COMPARE, master)  # rank 0 claims --output (refusing a
+                                                      # folder that holds a run, unless --resume / --overwrite, and a
+                                                      # resume with other settings); every rank gets the verdict
+    selection = checkpoint.selection_of(records)                # what the records were selected by
+    checkpoint.save_hf(model, tokenizer, path, ...)             # HF folder + selection.json, loadable by vLLM
+    checkpoint.save_state(model, optimizer, output, step)       # sharded model + optimizer (DCP), per-rank RNG
+    step, path = checkpoint.load_state(model, optimizer, output, metrics_path)   # --resume; rewinds the metrics
 
 The state is written under <output>/state/step_N and pointed at by state/latest only once every rank has written
 its shards, so a kill mid-save leaves the previous state in force. torch is imported inside the functions.
@@ -19,7 +21,22 @@ from trajectory import RecordError
 RUN_FILES = ("config.json", "metrics.jsonl", "state", "final")  # a folder holding any of these holds a run
 
 
-def open_folder(args, config, compare):
+def open_folder(args, config, compare, master):
+    """Rank 0 claims --output and every rank gets its verdict (a collective): (rank 0's Output or None, None), or
+    (None, the refusal in one line) on every rank, so that all of them stop together. See claim_folder."""
+    import torch.distributed as dist
+    out, refusal = None, None
+    if master:
+        try:
+            out = claim_folder(args, config, compare)
+        except (OSError, RecordError, runs.OutputBusy) as e:
+            refusal = str(e)
+    verdict = [refusal]
+    dist.broadcast_object_list(verdict, src=0)
+    return out, verdict[0]
+
+
+def claim_folder(args, config, compare):
     """Rank 0's claim on --output (runs.open_output on a folder: its lock for the whole run, the settings kept in
     config.json and, with --resume, compared to the last run's). A folder that holds a run is refused unless
     --resume (it must have a saved state) or --overwrite (its run files are deleted). A refused run leaves no

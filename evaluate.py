@@ -34,9 +34,10 @@ row directly, following the convention
 
 Results JSONL: one line per episode (item_id, env, task_id, reward, success 0/1, rounds, end, format_errors,
 error, seconds, label, selection when the model has one; with --from-critical also start = the critical step's
-conversation index, or null for the from-scratch episode, and episode = "<item_id>@<start>"). Reruns skip the episodes already in --output (resumable);
-a rerun with other settings (env, policy, model, label, temperature, rounds, context, ...) is refused unless
---force. One process writes an output at a time. --save-trajectories writes the episodes as AgentTraj-L records.
+conversation index, or null for the from-scratch episode, and episode = "<item_id>@<start>"). Reruns skip the
+episodes already in --output (resumable); a rerun with other settings (env, policy, model, label, temperature,
+rounds, context, ...) is refused unless --force. One process writes an output at a time. --save-trajectories
+writes the episodes as AgentTraj-L records.
 Scores: Babyai, Sciworld and Sheet are mean rewards x100 (x1 for Sciworld's 0..100), PDDL and Jericho progress
 rates x100 (a result's "progress" field, else its reward), the others success rates, as in AgentGym and the paper.
 """
@@ -50,10 +51,9 @@ from collections import Counter, defaultdict
 from tqdm import tqdm
 
 import agent
-import report
 import runs
 from envs import BUILTIN, MAX_ROUNDS, REGISTRY, make_env
-from report import episode_id
+from report import ROW_OF_METHOD, add_report_flags, episode_id, report
 from runs import OutputBusy, append_record, open_resumable
 from trajectory import RecordError, iter_records, step_indices, validate_record
 
@@ -123,6 +123,9 @@ def model_selection(args):
         raise RecordError(f"{path}: cannot read the model's selection ({e})") from None
     if not isinstance(sel, dict) or not isinstance(sel.get("method"), str):
         raise RecordError(f"{path}: not a selection (an object with a 'method')")
+    ratio = sel.get("ratio")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))):
+        raise RecordError(f"{path}: 'ratio' must be a number or null, got {ratio!r}")
     return sel
 
 
@@ -132,7 +135,7 @@ def default_label(args, selection=None):
     if args.label:
         return args.label
     if selection is not None:
-        method = report.ROW_OF_METHOD.get(selection["method"], selection["method"])
+        method = ROW_OF_METHOD.get(selection["method"], selection["method"])
         ratio = selection.get("ratio")
         return method if method == "complete" or ratio is None else f"{method}@{ratio:g}"
     return os.path.basename(args.model.rstrip("/")) if args.model else args.policy
@@ -290,7 +293,7 @@ def get_args(argv=None):
     # ---- report (report.py)
     ap.add_argument("--report", nargs="+", default=None, help="result files (globs ok): print the tables and stop "
                     "(the same as python report.py FILES)")
-    report.add_report_flags(ap)
+    add_report_flags(ap)
     args = ap.parse_args(argv)
     if args.report is None:  # --report only reads result files: the checks of a run do not apply
         check_args(ap, args)
@@ -493,7 +496,7 @@ def main(argv=None):
     args = get_args(argv)
     try:
         if args.report is not None:
-            return report.report(args)
+            return report(args)
         if args.from_critical is not None:
             return from_critical(args)
         return evaluate(args)

@@ -51,6 +51,18 @@ def model_shape(model, config):
                 vocab=head.shape[0])
 
 
+def memory_per_rank(model, config, n_devices, compute_dtype, tokens, loss_tokens, checkpointing):
+    """memory_estimate for a Hugging Face causal LM (on any device, meta included): the sizes are read off the
+    model and its config (parameters, layers, key/value heads, MLP width, LM-head rows)."""
+    shape = model_shape(model, config)
+    d_kv = (getattr(config, "num_key_value_heads", None) or config.num_attention_heads) * \
+        (shape["attn_dim"] // config.num_attention_heads)
+    d_ff = getattr(config, "intermediate_size", None) or 4 * config.hidden_size
+    return memory_estimate(sum(p.numel() for p in model.parameters()), n_devices, compute_dtype.itemsize,
+                           shape["n_layer"], shape["d_model"], d_kv, d_ff, shape["vocab"], tokens, loss_tokens,
+                           checkpointing)
+
+
 def memory_estimate(n_params, n_devices, compute_bytes, n_layer, d_model, d_kv, d_ff, vocab, tokens, loss_tokens,
                     checkpointing):
     """Approximate bytes per rank: FSDP shards the fp32 parameters (4 B each), their fp32 gradients (4 B) and

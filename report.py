@@ -5,17 +5,17 @@ intervals and bar charts on a fixed 0-100 axis.
     python evaluate.py --report results/*.jsonl --report-png results/table1.png      # the same, kept
     python report.py results/*.jsonl --held-out maze,wordle    # envs the run did not train on move to held-out
 
-Rows are the results' labels (--label of evaluate.py). What a row is comes from its records: the `selection` that
-evaluate.py copies into every result line from the model folder (train.py's selection.json: the training records'
-`selection.method`, ratio and selector model), or, for results without one, a label that follows the --label
-convention (base, complete, critical@M, noncritical@M, random@M, perplexity@M, value@M). The paper's selectors
-write `oracle` (ATLaS: the Critical rows), `complement` (Non-critical), `random`, `perplexity`, `value`; any other
-method is a new selector and gets rows of its own in Table 1 and Table 3. Columns, their split (held-in /
-held-out) and how each is scored are the environments' own facts (envs/: split, column, score, scale, lowest).
-Scores: success rates with Wilson intervals; mean rewards and progress rates x scale, with mean +- 1.96 s/sqrt(n);
-the averages from the columns' intervals; every interval cut to the scores that can occur.
+Rows are the results' labels. What a row is (method, ratio) is its label's when the label follows evaluate.py's
+--label convention (base, complete, critical@M, noncritical@M, random@M, perplexity@M, value@M), else the
+`selection` its results carry (evaluate.py copies train.py's selection.json from the model folder: the training
+records' `selection.method`, ratio and selector model). The paper's selectors write `oracle` (ATLaS: the Critical
+rows), `complement` (Non-critical), `random`, `perplexity`, `value`; any other method is a new selector and gets
+rows of its own in Tables 1 and 3. Columns, their split (held-in / held-out) and how each is scored are the
+environments' own facts (envs/: split, column, score, scale, lowest). Success rates have Wilson intervals, mean
+rewards and progress rates (x scale) mean +- 1.96 s/sqrt(n), the averages intervals from their columns'; every
+interval is cut to the scores that can occur.
 
-A shared module: evaluate.py --report calls report(); it imports no stage.
+Shared with evaluate.py, whose --report calls report() here; report.py imports no stage.
 """
 import argparse
 import glob
@@ -279,7 +279,7 @@ def print_wide(title, rows, held_in, held_out, paper):
               "held-out: the paper's 4 plus them).")
 
 
-def table6(by, held_in, held_out):
+def table6(by):
     """{label: {env: {scratch, critical (mean over restarts), best (per-task best), tasks, replay_only}}}"""
     out = {}
     for label, envs in by.items():
@@ -333,7 +333,7 @@ def report(args):
         print_table3(rows3, out["table3"], paper)
     if outside:
         print(f"\nlabels outside the --label convention (Table 1 only): {', '.join(outside)}")
-    t6 = table6(by, held_in, held_out)
+    t6 = table6(by)
     out["table6"] = t6
     if t6:
         print_table6(t6)

@@ -17,8 +17,10 @@ Tiny CPU demo (2 processes, gloo):
 
 Writes under --output: config.json (resolved flags, data hash and derived numbers), metrics.jsonl (one line per
 optimizer step: loss, lr, grad norm, tokens/s, model TFLOP/s, MFU), final/ (HF folder: model + tokenizer,
-loadable by from_pretrained and vLLM), step_N/ (every --save-every steps), state/ (the latest resumable state:
-sharded model + optimizer via torch.distributed.checkpoint, saved every --save-minutes and at each epoch's end).
+loadable by from_pretrained and vLLM, and selection.json: the records' selection method, ratio and selector model,
+which evaluate.py names its results by), step_N/ (the same, every --save-every steps), state/ (the latest
+resumable state: sharded model + optimizer via torch.distributed.checkpoint, saved every --save-minutes and at each
+epoch's end). checkpoint.py holds the folder policy and the saving; flops.py the FLOP, MFU and memory counts.
 A folder that holds a run is never overwritten silently: pass --resume to continue it or --overwrite to start over.
 One run writes a folder at a time (a lock in --output/.lock). Stop a run by killing the whole process tree
 (`kill -- -PGID` of torchrun's group, or Ctrl-C): workers also exit by themselves within a second of the
@@ -38,7 +40,6 @@ from tqdm import tqdm
 import checkpoint
 import flops
 from devices import init_distributed, print0, resolve_dtype, token_budget_batches
-from runs import OutputBusy
 from trajectory import IGNORE_INDEX, RecordError, read_records, tokenize_record, trim_after_last_loss
 
 # ----------------------------------------------------------------------------- the method (ATLaS §3.3)
@@ -50,7 +51,8 @@ from trajectory import IGNORE_INDEX, RecordError, read_records, tokenize_record,
 def critical_step_loss(model, x, y):
     """Summed cross-entropy of the critical-step tokens of micro-batch (x, y); y is x shifted by one, with
     IGNORE_INDEX everywhere the loss never looks. Only the loss positions go through the LM head: with a 128k
-    vocabulary the logits of all positions would cost more memory than the rest of the step."""
+    vocabulary the logits of all positions would cost more memory than the rest of the step (supports_keep: the
+    model's forward takes logits_to_keep, found once the model is built)."""
     import torch.nn.functional as F
     keep = y != IGNORE_INDEX
     logits = model(input_ids=x, use_cache=False, logits_to_keep=keep).logits if supports_keep else \
@@ -153,11 +155,8 @@ except RecordError as e:
     fail(f"bad data: {e}")
 except Exception as e:  # whatever else a broken file raises (undecodable bytes, absurd nesting): one line
     fail(f"bad data: {args.data}: cannot read it ({type(e).__name__}: {e})")
-sha = hashlib.sha256()
 with open(args.data, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        sha.update(chunk)
-data_sha256 = sha.hexdigest()  # --resume compares it: other data under the same name is refused
+    data_sha256 = hashlib.file_digest(f, "sha256").hexdigest()  # --resume compares it: other data, same name, refused
 
 # ----------------------------------------------------------------------------- distributed setup
 # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain `python train.py` is a world of one, same code path.
@@ -211,7 +210,8 @@ print0(f"{len(examples)} trajectories ({len(skipped)} skipped: no loss token aft
 # `batch_size / world_size` on each rank, cut into micro-batches; gradients accumulate over all of them.
 per_rank = args.batch_size // world_size
 steps_per_epoch = math.ceil(len(examples) / args.batch_size)
-total_steps = args.epochs * steps_per_epoch if args.max_steps < 0 else min(args.max_steps, args.epochs * steps_per_epoch)
+total_steps = args.epochs * steps_per_epoch if args.max_steps < 0 else \
+    min(args.max_steps, args.epochs * steps_per_epoch)
 warmup_steps = math.ceil(args.warmup_ratio * total_steps)
 print0(f"global batch {args.batch_size} trajectories = {world_size} ranks x {per_rank} per rank, in micro-batches "
        f"of <= {args.micro_batch_size} trajectories and <= {args.micro_batch_tokens} tokens; "
@@ -263,23 +263,18 @@ save_dtype = getattr(torch, save_dtype) if isinstance(save_dtype, str) else save
 with torch.device("meta"):
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=args.trust_remote_code)
 n_params = sum(p.numel() for p in model.parameters())
-shape = flops.model_shape(model, config)
-n_heads = config.num_attention_heads
-head_dim = shape["attn_dim"] // n_heads
+shape = flops.model_shape(model, config)  # what collate's FLOP count needs
 # memory per rank, sized on the largest micro-batch any rank will see (rows x padded length), printed before the
 # weights are read so that a user can size the GPUs from the first lines of the log
 largest = max((mb for s in range(total_steps) for r in range(world_size) for mb in step_micro_batches(s, r)),
               key=lambda mb: len(mb) * len(examples[mb[0]][0]))
-largest_tokens = len(largest) * len(examples[largest[0]][0])
-d_kv = (getattr(config, "num_key_value_heads", None) or n_heads) * head_dim
-d_ff = getattr(config, "intermediate_size", None) or 4 * config.hidden_size
-mem = flops.memory_estimate(n_params, world_size, torch.finfo(dtype).bits // 8, config.num_hidden_layers,
-                            config.hidden_size, d_kv, d_ff, shape["vocab"], largest_tokens,
-                            sum(examples[j][2] for j in largest), args.activation_checkpointing)
-print0(f"memory per rank (estimate): parameters {mem['params'] / 2**30:.2f} GiB + gradients {mem['grads'] / 2**30:.2f}"
-       f" + AdamW {mem['adamw'] / 2**30:.2f} + activations {mem['activations'] / 2**30:.2f} (largest micro-batch "
-       f"{len(largest)} x {len(examples[largest[0]][0])} tokens, activation checkpointing "
-       f"{'on' if args.activation_checkpointing else 'off'}) = {sum(mem.values()) / 2**30:.2f} GiB")
+rows, length = len(largest), len(examples[largest[0]][0])
+mem = flops.memory_per_rank(model, config, world_size, dtype, rows * length, sum(examples[j][2] for j in largest),
+                            args.activation_checkpointing)
+gib = {k: v / 2**30 for k, v in mem.items()}
+print0(f"memory per rank (estimate): parameters {gib['params']:.2f} GiB + gradients {gib['grads']:.2f} + AdamW "
+       f"{gib['adamw']:.2f} + activations {gib['activations']:.2f} (largest micro-batch {rows} x {length} tokens, "
+       f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}) = {sum(gib.values()):.2f} GiB")
 
 # ----------------------------------------------------------------------------- output folder: one writer, nothing lost
 # Rank 0 claims the folder (checkpoint.open_folder: its lock until the process ends, the settings kept, a folder
@@ -288,21 +283,16 @@ print0(f"memory per rank (estimate): parameters {mem['params'] / 2**30:.2f} GiB 
 COMPARE = ["data_sha256", "model", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
            "warmup_ratio", "grad_clip", "batch_size", "seed"]
 selection = checkpoint.selection_of(records)  # named in every saved model folder, for the report's rows
+if selection is None:
+    print0(f"{args.data}: the records come from several selections; the model folders name none (no selection.json)")
 run_config = {**vars(args), "model": os.path.abspath(args.model), "data_sha256": data_sha256,
               "compute_dtype": str(dtype), "world_size": world_size, "per_rank_batch": per_rank,
               "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
               "n_params": n_params, "selection": selection}
-problem, folder = None, None
-if master:
-    try:
-        folder = checkpoint.open_folder(args, run_config, COMPARE)
-    except (OSError, RecordError, OutputBusy) as e:
-        problem = str(e)
-verdict = [problem]
-dist.broadcast_object_list(verdict, src=0)
-if verdict[0]:
-    fail(verdict[0])
+folder, refusal = checkpoint.open_folder(args, run_config, COMPARE, master)
+if refusal:
+    fail(refusal)
 
 # ----------------------------------------------------------------------------- weights
 full_sd, buffers = {}, {}
@@ -333,8 +323,6 @@ del full_sd, buffers
 model.train()
 device_name = torch.cuda.get_device_name(device) if use_cuda else None
 peak = flops.peak_tflops(device_name, dtype, args.peak_tflops)
-if selection is None:
-    print0(f"{args.data}: the records come from several selections; the model folders name none (no selection.json)")
 print0(f"{type(model).__name__}: {n_params / 1e6:.1f}M parameters, {len(blocks)} blocks sharded over "
        f"{world_size} rank(s), {'nccl on ' + device_name if use_cuda else 'gloo on CPU'}, MFU against "
        f"{f'{peak:g} TFLOP/s per device' if peak else 'nothing (give --peak-tflops)'}")

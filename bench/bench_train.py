@@ -28,6 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import flops  # noqa: E402
 from tests.tiny import make_records, tiny_tokenizer  # noqa: E402
 from trajectory import step_indices, tokenize_record, with_selection  # noqa: E402
 
@@ -144,6 +145,11 @@ print(f"train.py: {n * step_tokens / ours_time:.0f} tok/s | HF Trainer: {n * ste
       f"ratio {hf_time / ours_time:.2f}x (goal >= 1.0) | step-1 loss {ours[0]['loss']:.5f} vs {Clock.losses[0]:.5f} "
       f"(diff {abs(ours[0]['loss'] - Clock.losses[0]):.1e}) | step-{args.steps} loss {ours[-1]['loss']:.5f} vs "
       f"{Clock.losses[-1]:.5f}")
+# model FLOPs as train.py counts them (flops.train_flops, in its metrics): the work a step needs, credited to both
+# (the Trainer also computes the trimmed tail and the LM head at every position, which is not counted as useful)
+model_flops = sum(r["flops"] for r in ours[1:])  # steps 2..N, as the times
+print(f"model TFLOP/s (flops.py): train.py {flops.mfu(model_flops, ours_time, 1, None)[0]:.4f} | HF Trainer "
+      f"{flops.mfu(model_flops, hf_time, 1, None)[0]:.4f}")
 from devices import cpu_has_native_bf16  # noqa: E402
 print(f"train.py bf16: {n * step_tokens / bf16_time:.0f} tok/s | fp32: {n * step_tokens / ours_time:.0f} tok/s | "
       f"bf16/fp32 ratio {ours_time / bf16_time:.2f}x (CPU native bf16 matmul: {cpu_has_native_bf16()}; goal >= 1.8 "

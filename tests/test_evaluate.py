@@ -190,7 +190,7 @@ def test_evaluate_cli_resumable_with_valid_trajectories(tmp_path, capsys):
     assert len(read_records(traj)) == 8
     # the report: Maze 100, the png is written
     png = tmp_path / "t.png"
-    t1 = evaluate.main(["--report", str(out), "--report-png", str(png)])["table1"]
+    t1 = evaluate.report(evaluate.get_args(["--report", str(out), "--report-png", str(png)]))["table1"]
     assert t1["expert"]["maze"]["score"] == 100.0 and t1["expert"]["maze"]["n"] == 8 and png.stat().st_size > 1000
     assert t1["expert"]["avg_in"] is None and t1["expert"]["part_in"]["of"] == (1, 10)  # 1 of 10 held-in columns
 
@@ -208,7 +208,7 @@ def test_report_layout_and_metrics(tmp_path, capsys):
              for i in range(4)]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    t1 = evaluate.main(["--report", str(path), "--report-png", str(tmp_path / "p.png")])["table1"]
+    t1 = evaluate.report(evaluate.get_args(["--report", str(path), "--report-png", str(tmp_path / "p.png")]))["table1"]
     assert t1["m1"]["maze"]["score"] == 50.0                      # success rate
     assert t1["m1"]["babyai"]["score"] == pytest.approx(40.0)     # mean reward x 100 (dense reward, as AgentGym)
     assert t1["m1"]["pddl"]["score"] == pytest.approx(30.0)       # progress rate x 100, not the reward
@@ -223,8 +223,8 @@ def test_report_layout_and_metrics(tmp_path, capsys):
     assert "held-in" in out and "held-out" in out and "AVG k/N" in head and "PDDL" in head
     assert "45.00 (2/10)" in out and "27.50 (2/4)" in out
     # --held-out babyai: babyai joins the paper's held-out envs, nothing else is relabelled
-    moved = evaluate.main(["--report", str(path), "--report-png", str(tmp_path / "q.png"),
-                           "--held-out", "babyai"])["table1"]
+    moved = evaluate.report(evaluate.get_args(["--report", str(path), "--report-png", str(tmp_path / "q.png"),
+                                               "--held-out", "babyai"]))["table1"]
     assert moved["m1"]["part_out"]["of"] == (3, 5) and moved["m1"]["part_in"]["of"] == (1, 9)
     assert moved["m1"]["part_in"]["score"] == pytest.approx(50.0)
     out = capsys.readouterr().out
@@ -426,8 +426,8 @@ def test_from_critical_expert_and_stub(tmp_path, capsys):
         again = evaluate.from_critical(evaluate.get_args(argv), policy=policy)
         assert again == [] and len(open(out).readlines()) == len(sel) + n_crit
     capsys.readouterr()
-    t6 = evaluate.main(["--report", str(tmp_path / "table6_stub.jsonl"), "--report-png",
-                        str(tmp_path / "t.png")])["table6"]["base"]["maze"]
+    t6 = evaluate.report(evaluate.get_args(["--report", str(tmp_path / "table6_stub.jsonl"), "--report-png",
+                                            str(tmp_path / "t.png")]))["table6"]["base"]["maze"]
     assert t6["scratch"]["n"] == 4 and t6["critical"]["n"] == n_crit and t6["tasks"] == 4
     rows = [json.loads(l) for l in open(tmp_path / "table6_stub.jsonl")]
     restarts = [r for r in rows if r["start"] is not None]
@@ -469,12 +469,28 @@ def test_results_carry_the_models_selection_and_are_named_by_it(tmp_path):
     assert len(rows) == 2 and {r["label"] for r in rows} == {"critical@0.3"}  # oracle = ATLaS = the Critical row
     assert all(r["selection"] == {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "n_records": 4}
                for r in rows)
+    kept = json.load(open(f"{out}.config.json"))  # the run's settings name the selection too
+    assert kept["selection"]["method"] == "oracle" and kept["label"] == "critical@0.3"
+    # the default label of each selector's model: the complement is Table 2's non-critical row, a fork's selector
+    # is named by its own method, AgentTraj-L itself (no selection in its records) is the complete row
+    for sel, label in (({"method": "complement", "ratio": 0.3}, "noncritical@0.3"),
+                       ({"method": "toy", "ratio": 0.25}, "toy@0.25"),
+                       ({"method": "complete", "ratio": 1.0, "model": None}, "complete")):
+        (model / "selection.json").write_text(json.dumps(sel))
+        other = tmp_path / f"{label}.jsonl"
+        evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:1",
+                       "--output", str(other)])
+        got = json.loads(open(other).readline())
+        assert got["label"] == label and got["selection"] == sel
     named = tmp_path / "named.jsonl"  # an explicit --label still names the row
     evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:1",
                    "--label", "mine", "--output", str(named)])
     assert json.loads(open(named).readline())["label"] == "mine"
-    (model / "selection.json").write_text("[1]")
-    with pytest.raises(SystemExit) as e:
-        evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:1",
-                       "--output", str(tmp_path / "bad.jsonl")])
-    assert "selection.json: not a selection" in str(e.value)
+    for bad, message in (("[1]", "selection.json: not a selection"),
+                         ('{"method": "toy", "ratio": "0.3"}', "selection.json: 'ratio' must be a number or null")):
+        (model / "selection.json").write_text(bad)
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(["--env", "maze", "--policy", "expert", "--model", str(model), "--tasks", "0:1",
+                           "--output", str(tmp_path / "bad.jsonl")])
+        assert message in str(e.value) and "\n" not in str(e.value)
+        assert not os.path.exists(tmp_path / "bad.jsonl") and not os.path.exists(tmp_path / "bad.jsonl.config.json")

@@ -151,13 +151,14 @@ def test_bad_result_files_one_line(tmp_path, content, message):
 def test_report_cli_folder_and_duplicate_across_files(tmp_path):
     a = write(tmp_path / "a.jsonl", episodes("critical@0.3", "maze", 1, 2))
     b = write(tmp_path / "b.jsonl", episodes("critical@0.3", "maze", 1, 1))
-    for args, message in ((["--report", a, b], "b.jsonl: line 1: episode 'maze_0' of label 'critical@0.3' is "
-                                                "already at"),
-                          (["--report", str(tmp_path)], "is a folder")):
-        run = subprocess.run([sys.executable, "evaluate.py", *args, "--report-png", str(tmp_path / "t.png")],
-                             cwd=ROOT, capture_output=True, text=True)
-        assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
-        assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    for files, message in (([a, b], "b.jsonl: line 1: episode 'maze_0' of label 'critical@0.3' is already at"),
+                           ([str(tmp_path)], "is a folder")):
+        for prog in (["evaluate.py", "--report"], ["report.py"]):  # the two commands of the report
+            run = subprocess.run([sys.executable, *prog, *files, "--report-png", str(tmp_path / "t.png")],
+                                 cwd=ROOT, capture_output=True, text=True)
+            assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+            assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+            assert run.stderr.startswith(f"{prog[0]}: ") and not (tmp_path / "t.png").exists()
 
 
 def test_rows_come_from_the_results_selection(tmp_path, capsys):

@@ -3,11 +3,13 @@
 
 Launches of train.py (each costs seconds of start-up), shared by the tests below:
   A1  python train.py ... --save-every 2 --stop-after 3      a job that leaves after step 3 (last state: step 3,
-                                                             saved at the end of its epoch of one step)
+                                                             saved at the end of its epoch of one step); its records
+                                                             name an oracle selection (the same tokens as B's)
   A2  python train.py ... --resume                           continues it: step 4, then saves
   B   torchrun --nproc_per_node 2 train.py ... --activation-checkpointing   the same run on 2 ranks (gloo)
   K   B again, killed by SIGKILL of torchrun's process group after its first automatic save; then --resume
-  three refused launches on B's finished folder, and two bad-data launches (missing model folder, empty data).
+  three refused launches on B's finished folder, two bad-data launches (missing model folder, empty data), and
+  one step on records of two selections.
 Every optimizer step takes the whole data set (--batch-size 10 > 9 trainable records), so the reference needs
 no data order: 4 steps of AdamW on sum(CE over all loss tokens) / count, with the untrimmed sequences. The
 ranks get uneven work: 5 vs 4 trajectories, 3 vs 2 micro-batches (rank 1 runs an empty one), and rank 0 the long
@@ -63,15 +65,28 @@ def inputs(tmp_path_factory):
     return tmp, model, data
 
 
+def with_selections(path, *selections):
+    """data_records() again at `path`, record i naming selections[i % len(selections)]: the same tokens and loss
+    flags, only the `selection` field differs."""
+    with open(path, "w") as f:
+        for i, rec in enumerate(data_records()):
+            f.write(json.dumps({**rec, "selection": selections[i % len(selections)]}) + "\n")
+    return str(path)
+
+
+ORACLE = {"method": "oracle", "ratio": 0.3, "model": "gpt-4o"}
+
+
 @pytest.fixture(scope="module")
 def runs(inputs):
     tmp, model, data = inputs
     a, b = str(tmp / "a"), str(tmp / "b")
     common = ["train.py", "--data", str(data), "--model", model] + FLAGS
-    a1 = launch([PY] + common + ["--output", a, "--save-every", "2", "--stop-after", "3", "--peak-tflops", "0.5"])
+    common_a = ["train.py", "--data", with_selections(tmp / "oracle.jsonl", ORACLE), "--model", model] + FLAGS
+    a1 = launch([PY] + common_a + ["--output", a, "--save-every", "2", "--stop-after", "3", "--peak-tflops", "0.5"])
     assert a1.returncode == 0, a1.stderr[-3000:]
     a1_metrics = metrics(a)
-    a2 = launch([PY] + common + ["--output", a, "--save-every", "2", "--resume"])
+    a2 = launch([PY] + common_a + ["--output", a, "--save-every", "2", "--resume"])
     assert a2.returncode == 0, a2.stderr[-3000:]
     rb = launch([TORCHRUN, "--standalone", "--nproc_per_node", "2"] + common +
                 ["--output", b, "--activation-checkpointing"])
@@ -162,6 +177,28 @@ def test_summary_counts_cut_and_skipped(runs, reference):
     config = json.load(open(os.path.join(runs["b"], "config.json")))
     assert config["world_size"] == 2 and config["per_rank_batch"] == 5 and config["total_steps"] == 4
     assert "skipped 1" in runs["rb"].stdout and "tokens saved by trimming" in runs["rb"].stdout
+
+
+def test_model_folders_name_the_selection_of_their_records(runs, tmp_path):
+    """selection.json in every saved HF folder (and "selection" in config.json), for evaluate.py and the report:
+    the records' own selection when they all agree (A), "complete" when none names one (B), none for a mix."""
+    def named(out, sub):
+        path = os.path.join(out, sub, "selection.json")
+        return json.load(open(path)) if os.path.exists(path) else None
+
+    oracle = {**ORACLE, "n_records": 10}  # all 10 records, the one skipped for its cut step too
+    assert named(runs["a"], "final") == named(runs["a"], "step_2") == oracle
+    assert json.load(open(os.path.join(runs["a"], "config.json")))["selection"] == oracle
+    complete = {"method": "complete", "ratio": 1.0, "model": None, "n_records": 10}
+    assert named(runs["b"], "final") == complete
+    assert json.load(open(os.path.join(runs["b"], "config.json")))["selection"] == complete
+    mixed, out = with_selections(tmp_path / "mixed.jsonl", ORACLE, {"method": "random", "ratio": 0.3}), tmp_path / "m"
+    r = launch([PY, "train.py", "--data", mixed, "--model", runs["model"], "--output", str(out)] + FLAGS +
+               ["--max-steps", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("the records come from several selections") == 1
+    assert os.path.isdir(out / "final") and named(out, "final") is None
+    assert json.load(open(out / "config.json"))["selection"] is None
 
 
 def test_trimming_changes_neither_loss_nor_gradients():
