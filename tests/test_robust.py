@@ -216,7 +216,8 @@ def rows(stages):
 
 
 def check_refusal(stage, rc, err, named, where, tmp, out):
-    """The promise of issue 13 for one refused run; returns the problems found (empty: the row passes)."""
+    """What a refused run promises (a non-zero exit, a line naming the file and the place, no traceback, nothing
+    left behind) for one refused run; returns the problems found (empty: the row passes)."""
     problems = []
     if rc == 0:
         problems.append("exit code 0")
