@@ -398,8 +398,12 @@ def task_file_entries(path):
             raise RecordError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
         except RecursionError:
             raise RecordError(f"{path}: JSON nested too deeply") from None
-    entries = []
-    for n, line in enumerate(text.splitlines(), 1):
+    entries, lines = [], text.splitlines()
+    if not body.startswith("{") and text and not text.endswith("\n") and lines[-1].strip():
+        # "10" may be the first half of "1050": a file still being written (or cut) would add a task it never held
+        raise RecordError(f"{path}: line {len(lines)}: {lines[-1].strip()[:40]!r} has no newline at the end (a file "
+                          f"still being written, or cut?); end the file with a newline")
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if body.startswith("{"):  # JSONL of records

@@ -149,14 +149,21 @@ if not os.path.isfile(os.path.join(args.model, "config.json")):
 if not any(n.endswith((".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json"))
            for n in os.listdir(args.model)):
     fail(f"--model {args.model}: no weights (*.safetensors or *.bin) in the folder")
+# Every rank reads the data; with several ranks a refusal waits for the ranks to compare notes (below), so that it
+# is printed once whichever rank saw it, and ranks that read different bytes (a file still being written) never
+# train.
+records, data_problem, data_sha256 = [], None, None
 try:
     records = read_records(args.data)
 except RecordError as e:
-    fail(f"bad data: {e}")
+    data_problem = f"bad data: {e}"
 except Exception as e:  # whatever else a broken file raises (undecodable bytes, absurd nesting): one line
-    fail(f"bad data: {args.data}: cannot read it ({type(e).__name__}: {e})")
-with open(args.data, "rb") as f:
-    data_sha256 = hashlib.file_digest(f, "sha256").hexdigest()  # --resume compares it: other data, same name, refused
+    data_problem = f"bad data: {args.data}: cannot read it ({type(e).__name__}: {e})"
+if data_problem and world_size == 1:
+    fail(data_problem)
+if not data_problem:
+    with open(args.data, "rb") as f:
+        data_sha256 = hashlib.file_digest(f, "sha256").hexdigest()  # --resume compares it: other data, refused
 
 # ----------------------------------------------------------------------------- distributed setup
 # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain `python train.py` is a world of one, same code path.
@@ -166,6 +173,16 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: E402
 
 rank, world_size, device = init_distributed("train.py", always=True)  # FSDP needs a process group, even alone
+if world_size > 1:  # the ranks agree on their data before anything else: same bytes, same records
+    seen = [None] * world_size
+    dist.all_gather_object(seen, (data_problem, data_sha256, len(records)))
+    refused = [(r, p) for r, (p, _, _) in enumerate(seen) if p]
+    if refused:
+        fail(refused[0][1] + ("" if len(refused) == world_size else f" (seen by rank {refused[0][0]})"))
+    if len({(sha, n) for _, sha, n in seen}) > 1:
+        fail(f"bad data: {args.data}: the ranks read different data ("
+             + ", ".join(f"rank {r}: {n} records, sha256 {sha[:12]}" for r, (_, sha, n) in enumerate(seen))
+             + "); the file changed while it was read: rerun once it is complete")
 use_cuda = device.type == "cuda"
 torch.manual_seed(args.seed)
 dtype, dtype_reason = resolve_dtype(args.dtype, device.type)

@@ -333,12 +333,17 @@ def test_bad_inputs_one_line_nothing_left_behind(tmp_path, capsys):
     expect_one_line(base + ["--task-file", str(empty)], "the task file is empty")
     expect_one_line(base + ["--task-file", str(dup)], "line 3: duplicate task maze_1 (first at line 1)")
     expect_one_line(base + ["--task-file", str(folder)], "is a folder")
+    partial = tmp_path / "partial.txt"  # "10" may be the first half of "1050": no task of a half-written line
+    partial.write_text("0\n1\n10")
+    expect_one_line(base + ["--task-file", str(partial)], "partial.txt: line 3: '10' has no newline at the end")
+    assert not out.exists()
     expect_one_line(base + ["--tasks", "0:2", "--max-rounds", "0"], "--max-rounds must be at least 1", capsys)
     expect_one_line(base + ["--tasks", "0:2", "--concurrency", "0"], "--concurrency must be at least 1", capsys)
     expect_one_line(["--env", "maze", "--tasks", "0:2", "--output", str(folder)], "is a folder", capsys)
     for model, message in ((tmp_path / "nomodel", "nomodel"), (folder, "folder")):
         expect_one_line(base + ["--tasks", "0:2", "--policy", "hf", "--model", str(model)], message)
-    assert sorted(os.listdir(tmp_path)) == ["dup.txt", "empty.txt", "folder"]  # no output, no config, no lock
+    # no output, no config, no lock
+    assert sorted(os.listdir(tmp_path)) == ["dup.txt", "empty.txt", "folder", "partial.txt"]
     # the command line: exit code 1, one line on stderr, no traceback
     import subprocess
     import sys

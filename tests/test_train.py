@@ -369,3 +369,33 @@ def test_gpu_bench_smoke_path():
         assert math.isfinite(ratios[k]) and ratios[k] > 0, k
     assert ratios["|step-1 loss train.py - HF| (AC off)"] < 1e-4
     assert "perplexity.py (forward, scoring)" in r.stdout and "HF Trainer, AC on" in r.stdout
+
+
+@pytest.mark.parametrize("rank1_sees,message", [
+    ("records[:-1]", "the ranks read different data (rank 0: 10 records"),      # the file grew between the reads
+    ("raise", "line 7: not a JSON record, and a kill can only cut the last line (seen by rank 1)"),  # a partial line
+])
+def test_ranks_agree_on_their_data_before_any_step(inputs, tmp_path, rank1_sees, message):
+    """Two ranks that read the data file at different moments (it was still being written): one line, printed
+    once whichever rank saw the problem, every rank exits, no step is trained and no output folder is made.
+    Rank 1's view is forced by a sitecustomize that replaces trajectory.read_records on rank 1 only."""
+    patch = tmp_path / "patch"
+    patch.mkdir()
+    body = ("records = real(path, *a, **k)\n        return records[:-1]" if rank1_sees == "records[:-1]" else
+            "raise trajectory.RecordError(f'{path}: line 7: not a JSON record, and a kill can only cut the last line')")
+    (patch / "sitecustomize.py").write_text(
+        "import os, trajectory\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    real = trajectory.read_records\n"
+        "    def read(path, *a, **k):\n"
+        f"        {body}\n"
+        "    trajectory.read_records = read\n")
+    _, model, data = inputs
+    out = tmp_path / "out"
+    r = launch([TORCHRUN, "--standalone", "--nproc_per_node", "2", "train.py", "--data", str(data),
+                "--model", model, "--output", str(out)] + FLAGS,
+               {"PYTHONPATH": f"{patch}{os.pathsep}{ROOT}"})
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("train.py: ")]
+    assert r.returncode != 0 and len(lines) == 1 and message in lines[0], r.stderr[-3000:]
+    assert "Traceback" not in r.stderr.split("train.py: ")[0] and not out.exists()
+    assert "step 1/" not in r.stdout
