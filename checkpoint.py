@@ -4,7 +4,8 @@
                                                       # folder that holds a run, unless --resume / --overwrite, and a
                                                       # resume with other settings); every rank gets the verdict
     selection = checkpoint.selection_of(records)                # what the records were selected by
-    checkpoint.save_hf(model, tokenizer, path, ...)             # HF folder + selection.json, loadable by vLLM
+    checkpoint.save_hf(model, tokenizer, path, ...)             # HF folder + selection.json, loadable by vLLM,
+                                                                # written beside its place and renamed when complete
     checkpoint.save_state(model, optimizer, output, step)       # sharded model + optimizer (DCP), per-rank RNG
     step, path = checkpoint.load_state(model, optimizer, output, metrics_path)   # --resume; rewinds the metrics
 
@@ -86,24 +87,44 @@ def selection_of(records):
     return {"method": method, "ratio": ratio, "model": model, "n_records": len(records)}
 
 
+class SaveError(RuntimeError):
+    """A save that could not be completed (a full disk, a kill of the writer's storage): raised on every rank."""
+
+
 def save_hf(model, tokenizer, path, save_dtype, source, selection, master):
     """Full HF folder: every rank gathers the full state dict (a collective), rank 0 writes the model in the dtype
-    the checkpoint came in, the tokenizer, the source's generation_config.json and selection.json."""
+    the checkpoint came in, the tokenizer, the source's generation_config.json and selection.json into
+    `<path>.partial`, and renames it to `path` only once all is written: a folder at `path` is always complete
+    (a reader, the driver, evaluate.py never sees half of one). A failed write (ENOSPC) removes the partial folder
+    and raises SaveError on every rank, so that all ranks stop together."""
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    problem = None
     if master:
-        sd = {k: v.to(save_dtype) for k, v in sd.items()}
-        model.config.dtype = save_dtype  # the dtype of the saved weights, not of our fp32 master copy
-        model.save_pretrained(path, state_dict=sd)
-        tokenizer.save_pretrained(path)
-        for name in ("generation_config.json",):
-            if os.path.exists(os.path.join(source, name)):
-                shutil.copy(os.path.join(source, name), path)
-        if selection is not None:
-            with open(os.path.join(path, "selection.json"), "w", encoding="utf-8") as f:
-                json.dump(selection, f, indent=1)
-    dist.barrier()
+        partial = f"{path}.partial"
+        try:
+            shutil.rmtree(partial, ignore_errors=True)  # left by a killed save
+            sd = {k: v.to(save_dtype) for k, v in sd.items()}
+            model.config.dtype = save_dtype  # the dtype of the saved weights, not of our fp32 master copy
+            model.save_pretrained(partial, state_dict=sd)
+            tokenizer.save_pretrained(partial)
+            for name in ("generation_config.json",):
+                if os.path.exists(os.path.join(source, name)):
+                    shutil.copy(os.path.join(source, name), partial)
+            if selection is not None:
+                with open(os.path.join(partial, "selection.json"), "w", encoding="utf-8") as f:
+                    json.dump(selection, f, indent=1)
+            if os.path.isdir(path):  # an older save of the same step (a resumed run): replaced whole
+                shutil.rmtree(path)
+            os.replace(partial, path)
+        except Exception as e:  # OSError, safetensors' SafetensorError: the disk, not the model
+            shutil.rmtree(partial, ignore_errors=True)
+            problem = f"cannot save {path}: {' '.join(str(e).split())[:300]}"
+    verdict = [problem]
+    dist.broadcast_object_list(verdict, src=0)
+    if verdict[0]:
+        raise SaveError(verdict[0])
 
 
 def save_state(model, optimizer, output, step):
@@ -117,9 +138,17 @@ def save_state(model, optimizer, output, step):
     state_dir = os.path.join(output, "state")
     path = os.path.join(state_dir, f"step_{step}")
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
-    torch.save(torch.get_rng_state(), os.path.join(path, f"rng_{rank}.pt"))
-    dist.barrier()
+    problem = None
+    try:  # DCP raises on every rank when one cannot write (CheckpointException)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
+        torch.save(torch.get_rng_state(), os.path.join(path, f"rng_{rank}.pt"))
+    except Exception as e:
+        problem = f"cannot save the state {path}: {' '.join(str(e).split())[:300]}"
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    failed = torch.tensor(float(problem is not None), device=device)
+    dist.all_reduce(failed)  # every rank learns that one could not write, and all stop ("latest" stays put)
+    if failed.item():
+        raise SaveError(problem or f"cannot save the state {path}: another rank could not write its shards")
     if rank == 0:  # point "latest" at it only once complete, then drop the older states
         with open(os.path.join(state_dir, "latest.tmp"), "w") as f:
             json.dump({"step": step, "world_size": world_size}, f)

@@ -357,11 +357,17 @@ def get_lr(step):
 
 # ----------------------------------------------------------------------------- checkpoints (checkpoint.py)
 def save_hf(path):
-    checkpoint.save_hf(model, tokenizer, path, save_dtype, args.model, selection, master)
+    try:
+        checkpoint.save_hf(model, tokenizer, path, save_dtype, args.model, selection, master)
+    except checkpoint.SaveError as e:  # a full disk: one line, every rank stops, the saved state is intact
+        fail(f"{e}; nothing trained is lost: free space and rerun with --resume, which saves again")
 
 
 def save_state(step):
-    checkpoint.save_state(model, optimizer, args.output, step)
+    try:
+        checkpoint.save_state(model, optimizer, args.output, step)
+    except checkpoint.SaveError as e:
+        fail(f"{e}; the last complete state is kept: free space and rerun with --resume")
 
 
 start_step = 0
@@ -442,8 +448,9 @@ for step in range(start_step, total_steps):
         raise SystemExit(0)
 
 # ----------------------------------------------------------------------------- the end
+if start_step < total_steps:  # first: a run stopped between the two saves resumes at the end, saves final/ only
+    save_state(total_steps)
 save_hf(os.path.join(args.output, "final"))
-save_state(total_steps)
 elapsed = time.time() - t_start
 print0(f"done: {total_steps - start_step} steps in {elapsed:.0f}s, {tok_total / max(elapsed, 1e-9):.0f} tok/s | "
        f"records {len(records)}, trained {len(examples)}, skipped {len(skipped)} (no loss token after truncation), "

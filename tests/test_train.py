@@ -399,3 +399,37 @@ def test_ranks_agree_on_their_data_before_any_step(inputs, tmp_path, rank1_sees,
     assert r.returncode != 0 and len(lines) == 1 and message in lines[0], r.stderr[-3000:]
     assert "Traceback" not in r.stderr.split("train.py: ")[0] and not out.exists()
     assert "step 1/" not in r.stdout
+
+
+def test_a_full_disk_during_the_final_save_then_a_rerun_completes(inputs, tmp_path):
+    """The final save runs out of space (ENOSPC, forced by a sitecustomize that fails save_pretrained into the
+    final folder): one line, no traceback, no final/ at all (never half of one), the state of the last step kept.
+    The rerun with --resume trains nothing again and saves a final/ that loads."""
+    _, model, data = inputs
+    patch = tmp_path / "patch"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(
+        "import errno, os\n"
+        "from transformers import PreTrainedModel\n"
+        "real = PreTrainedModel.save_pretrained\n"
+        "def full(self, path, *a, **k):\n"
+        "    if str(path).endswith('final.partial'):\n"
+        "        os.makedirs(path, exist_ok=True)\n"
+        "        open(os.path.join(path, 'config.json'), 'w').write('{}')  # what a half-written save leaves\n"
+        "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "    return real(self, path, *a, **k)\n"
+        "PreTrainedModel.save_pretrained = full\n")
+    out = tmp_path / "out"
+    cmd = [PY, "train.py", "--data", str(data), "--model", model, "--output", str(out)] + FLAGS
+    line = refused(launch(cmd, {"PYTHONPATH": f"{patch}{os.pathsep}{ROOT}"}))
+    assert "cannot save" in line and "No space left on device" in line and "--resume" in line
+    assert not (out / "final").exists() and not (out / "final.partial").exists()
+    assert json.loads((out / "state" / "latest").read_text())["step"] == STEPS
+    steps_before = metrics(out)
+    again = launch(cmd + ["--resume"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from {out / 'state' / f'step_{STEPS}'} at step {STEPS}" in again.stdout
+    assert metrics(out) == steps_before  # nothing trained twice
+    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM.from_pretrained(str(out / "final"))
+    assert json.loads((out / "final" / "selection.json").read_text())["method"] == "complete"
