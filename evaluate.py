@@ -42,9 +42,11 @@ Scores: Babyai, Sciworld and Sheet are mean rewards x100 (x1 for Sciworld's 0..1
 rates x100 (a result's "progress" field, else its reward), the others success rates, as in AgentGym and the paper.
 """
 import argparse
+import errno
 import json
 import os
 import re
+import sys
 import time
 from collections import Counter, defaultdict
 
@@ -504,7 +506,16 @@ def main(argv=None):
         if args.from_critical is not None:
             return from_critical(args)
         return evaluate(args)
-    except (RecordError, OutputBusy, OSError, ValueError) as e:
+    except KeyboardInterrupt:  # the episodes written so far are complete lines; the running ones are redone
+        print("evaluate.py: interrupted; the episodes written are kept: rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise SystemExit(f"evaluate.py: {e}") from None
+        raise SystemExit(f"evaluate.py: {e.filename or args.output}: {e.strerror}; the episodes written are kept: "
+                         f"free space and rerun the same command to resume") from None
+    except (RecordError, OutputBusy, ValueError) as e:
         raise SystemExit(f"evaluate.py: {e}") from None
 
 

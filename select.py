@@ -518,10 +518,13 @@ def main(argv=None):
         config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # kept as api_key_set, never as is
         out = runs.open_output(args.output, config, COMPARE[args.method], force=args.force,
                                inputs=[args.input, args.reference])
-    except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
+    except (ValueError, runs.OutputBusy, OSError) as e:  # RecordError is a ValueError; OSError: a full disk
         raise SystemExit(f"select.py: {redact(e)}") from None
-    # this run's failures only; a reason that cannot be written as UTF-8 is escaped rather than lost
-    errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8", errors="backslashreplace")
+    try:  # this run's failures only; a reason that cannot be written as UTF-8 is escaped rather than lost
+        errors = open(args.output + ".errors.jsonl", "w", encoding="utf-8", errors="backslashreplace")
+    except OSError as e:
+        out.close()
+        raise SystemExit(f"select.py: {e}") from None
     todo = [r for r in records if r["item_id"] not in out.done]
     skipped = len(records) - len(todo)
     print(f"select.py: {args.method}, {len(records)} trajectories in {args.input}: {skipped} already done in "
@@ -529,13 +532,17 @@ def main(argv=None):
                                                       f"{args.concurrency} in flight" if client else ""))
     t0 = time.time()
     try:
-        stats, fatal = select_all(args, client, todo, refs, out, errors)
+        try:
+            stats, fatal = select_all(args, client, todo, refs, out, errors)
+        finally:
+            out.close()
+            errors.close()
     except KeyboardInterrupt:
         print("select.py: interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
-    finally:
-        out.close()
-        errors.close()
+    except OSError as e:  # a full disk: every record written so far is complete (one flushed line each)
+        raise SystemExit(f"select.py: cannot write {e.filename or args.output} ({e.strerror or e}); the records "
+                         f"written are kept: free space and rerun the same command to resume") from None
     if fatal is not None:
         raise SystemExit(f"select.py: stopped: {fatal}")
     summarise(args, client, stats, skipped, time.time() - t0)

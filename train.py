@@ -32,6 +32,7 @@ import inspect
 import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -173,6 +174,20 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: E402
 
 rank, world_size, device = init_distributed("train.py", always=True)  # FSDP needs a process group, even alone
+
+
+def interrupted(signum, frame):
+    """Ctrl-C (SIGINT; torchrun passes it on to its workers as SIGTERM): one line instead of a traceback per rank.
+    Saves are written beside their place and renamed when complete, so leaving at once loses only the steps since
+    the last saved state."""
+    if master:
+        print(f"train.py: interrupted ({signal.Signals(signum).name}); the last saved state in {args.output}/state "
+              f"is kept: rerun the same command with --resume to continue", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+signal.signal(signal.SIGINT, interrupted)
+signal.signal(signal.SIGTERM, interrupted)
 if world_size > 1:  # the ranks agree on their data before anything else: same bytes, same records
     seen = [None] * world_size
     dist.all_gather_object(seen, (data_problem, data_sha256, len(records)))

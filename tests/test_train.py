@@ -18,8 +18,10 @@ records, so uneven loss-token counts.
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -433,3 +435,26 @@ def test_a_full_disk_during_the_final_save_then_a_rerun_completes(inputs, tmp_pa
     from transformers import AutoModelForCausalLM
     AutoModelForCausalLM.from_pretrained(str(out / "final"))
     assert json.loads((out / "final" / "selection.json").read_text())["method"] == "complete"
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(inputs, tmp_path):
+    """SIGINT to a training run after its first saved state: exit 130, one line saying how to continue, no
+    traceback; the rerun with --resume finishes every step."""
+    _, model, data = inputs
+    out = tmp_path / "out"
+    cmd = [PY, "train.py", "--data", str(data), "--model", model, "--output", str(out)] + FLAGS + ["--epochs", "30"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    latest, deadline = out / "state" / "latest", time.time() + 240
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    if proc.returncode == 0:
+        pytest.fail("the run finished before the signal came: make it longer")
+    lines = [l for l in err.splitlines() if l.startswith("train.py: ")]
+    assert proc.returncode == 130 and len(lines) == 1 and "interrupted (SIGINT)" in lines[0], err[-2000:]
+    assert "--resume" in lines[0] and "Traceback" not in err
+    again = launch(cmd + ["--resume"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [m["step"] for m in metrics(out)] == list(range(1, 31))  # one step per epoch
