@@ -59,7 +59,7 @@ def open_output(path, config, compare, *, force=False, flag="--force", hint=None
     cfg_path = os.path.join(path, "config.json") if folder else f"{path}.config.json"
     made_folder = folder and not os.path.exists(path)
     had_config = os.path.exists(cfg_path)
-    locks, file = [], None
+    locks, file, wrote_config = [], None, False
     try:
         if folder:
             if os.path.exists(path) and not os.path.isdir(path):
@@ -72,13 +72,14 @@ def open_output(path, config, compare, *, force=False, flag="--force", hint=None
         prepared = prepare(done) if prepare is not None else None
         if owner:
             config = keep_config(cfg_path, config, compare, force, flag, hint)
+            wrote_config = True
         if not folder:
             done_here, file = open_resumable(append_to or path, key)
             done = done if append_to is None else done_here
     except BaseException:
         for lock in locks:
             lock.close()
-        if owner and not had_config and os.path.exists(cfg_path):
+        if wrote_config and not had_config and os.path.exists(cfg_path):  # ours alone: never another run's
             os.remove(cfg_path)
         if made_folder and os.path.isdir(path) and not os.listdir(path):
             os.rmdir(path)
