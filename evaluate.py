@@ -22,15 +22,10 @@ Task files (--task-file): one task id (or item id) per line, or a JSON list / JS
 (AgentEval's test files `[{"item_id": "webshop_5238", ...}]`, AgentTraj-L files); item ids may carry an env prefix
 ("lmrlgym_maze_3", "tool_weather_5"). Only the ids of --env are taken; the others are counted and reported.
 
-Rows of the report: a --model folder made by train.py holds selection.json (the training records' selection:
-method, ratio, selector model); every result line carries it as "selection", and without --label the row is named
-from it ("critical@0.3" for ATLaS's oracle selection at 30 %, "toy@0.3" for a fork's selector). --label names the
-row directly, following the convention
-    base               the model before fine-tuning          complete           all steps (AgentTraj-L, 100 %)
-    critical@M         ATLaS critical steps at ratio M       noncritical@M      the complement (Table 2)
-    random@M           random steps at ratio M (Table 3)     perplexity@M, value@M   the oracle-free selectors
-  e.g. --label critical@0.3. Any other label without a selection appears in Table 1 only. One set of files per
-  backbone.
+Rows of the report: a --model folder made by train.py holds selection.json (the training records' selection);
+every result line carries it, and without --label the row is named from it ("critical@0.3", a fork's "toy@0.3").
+--label names a row directly: base, complete, critical@M, noncritical@M, random@M, perplexity@M, value@M (see
+report.py). One set of files per backbone.
 
 Results JSONL: one line per episode (item_id, env, task_id, reward, success 0/1, rounds, end, format_errors,
 error, seconds, label, selection when the model has one; with --from-critical also start = the critical step's
@@ -45,7 +40,6 @@ import argparse
 import errno
 import json
 import os
-import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -54,12 +48,12 @@ from tqdm import tqdm
 
 import agent
 import runs
-from envs import BUILTIN, MAX_ROUNDS, REGISTRY, make_env
+from envs import BUILTIN, MAX_ROUNDS, make_env
 from report import ROW_OF_METHOD, add_report_flags, episode_id, report
+from tasks import read_task_file, split_item_id, task_range
 from runs import OutputBusy, append_record, open_resumable
 from trajectory import RecordError, iter_records, step_indices, validate_record
 
-KNOWN_ENVS = set(REGISTRY)
 # settings that change what an episode does: a rerun into the same output must keep them (or pass --force)
 COMPARE = ("env", "env_server", "policy", "model", "label", "temperature", "max_rounds", "max_new_tokens",
            "max_context", "instruction_from", "from_critical", "dtype")
@@ -337,101 +331,7 @@ def check_args(ap, args):
         ap.error("--save-trajectories must differ from --output")
 
 
-# ----------------------------------------------------------------------------- tasks and policy
-
-def task_range(text):
-    """--tasks A:B as a range; ValueError (one line) unless 0 <= A < B."""
-    try:
-        a, b = (int(x) for x in text.split(":"))
-    except ValueError:
-        raise ValueError(f"--tasks must be A:B (a half-open range of task ids), got {text!r}") from None
-    if not 0 <= a < b:
-        raise ValueError(f"--tasks {text}: an empty or negative range (need 0 <= A < B)")
-    return range(a, b)
-
-
-def split_item_id(item_id):
-    """(env, task id) of an item id "<env>_<int>", also with the env prefix AgentEval and AgentTraj-L use for some
-    envs ("lmrlgym_maze_3" -> ("maze", 3), "tool_weather_5" -> ("weather", 5)). Raises ValueError."""
-    head, _, tail = str(item_id).rpartition("_")
-    if not head or not re.fullmatch(r"-?\d+", tail):
-        raise ValueError(f"item_id {item_id!r} is not <env>_<task id>")
-    if head not in KNOWN_ENVS and head.rpartition("_")[2] in KNOWN_ENVS:
-        head = head.rpartition("_")[2]
-    return head, int(tail)
-
-
-def read_task_file(path, env_name):
-    """(task ids of `env_name`, Counter of the other envs' ids skipped) from a task file (see the docstring)."""
-    entries = task_file_entries(path)
-    if not entries:
-        raise RecordError(f"{path}: the task file is empty")
-    ids, first, other = [], {}, Counter()
-    for where, x in entries:
-        env, task = entry_task(x, env_name, f"{path}: {where}")
-        if env != env_name:
-            other[env] += 1
-            continue
-        if task in first:
-            raise RecordError(f"{path}: {where}: duplicate task {env}_{task} (first at {first[task]})")
-        first[task] = where
-        ids.append(task)
-    if not ids:
-        raise RecordError(f"{path}: no task of env {env_name!r} (the file holds "
-                          f"{', '.join(f'{e} {n}' for e, n in other.most_common())})")
-    return ids, other
-
-
-def task_file_entries(path):
-    """[(where, entry)] of a task file: a JSON list's items, a JSONL file's objects, or a plain file's lines."""
-    if os.path.isdir(path):
-        raise RecordError(f"{path}: is a folder, not a task file")
-    if not os.path.exists(path):
-        raise RecordError(f"{path}: no such task file")
-    try:
-        text = open(path, encoding="utf-8").read()
-    except UnicodeDecodeError as e:
-        raise RecordError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    body = text.lstrip()
-    if body.startswith("["):
-        try:
-            return [(f"record {n}", x) for n, x in enumerate(json.loads(text), 1)]
-        except json.JSONDecodeError as e:
-            raise RecordError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-        except RecursionError:
-            raise RecordError(f"{path}: JSON nested too deeply") from None
-    entries, lines = [], text.splitlines()
-    if not body.startswith("{") and text and not text.endswith("\n") and lines[-1].strip():
-        # "10" may be the first half of "1050": a file still being written (or cut) would add a task it never held
-        raise RecordError(f"{path}: line {len(lines)}: {lines[-1].strip()[:40]!r} has no newline at the end (a file "
-                          f"still being written, or cut?); end the file with a newline")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if body.startswith("{"):  # JSONL of records
-            try:
-                line = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as e:
-                raise RecordError(f"{path}: line {n}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") \
-                    from None
-        entries.append((f"line {n}", line))
-    return entries
-
-
-def entry_task(x, env_name, where):
-    """(env, task id) of one task-file entry: a task id of `env_name`, an item id, or an object with an item_id."""
-    if isinstance(x, dict):
-        if "item_id" not in x:
-            raise RecordError(f"{where}: no 'item_id'")
-        x = x["item_id"]
-    try:
-        if isinstance(x, bool) or not isinstance(x, (int, str)):
-            raise ValueError(f"expected a task id or an item id, got {x!r}")
-        x = x.strip() if isinstance(x, str) else x
-        return (env_name, int(x)) if isinstance(x, int) or re.fullmatch(r"-?\d+", x) else split_item_id(x)
-    except ValueError as e:
-        raise RecordError(f"{where}: not a task id ({e})") from None
-
+# ----------------------------------------------------------------------------- tasks (tasks.py) and policy
 
 def task_list(env, name, tasks=None, task_file=None, env_server=None):
     """The task ids to run on env `name` (`env` an instance of it): --tasks A:B, --task-file, or the built-in list."""

@@ -17,7 +17,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from evaluate import split_item_id  # noqa: E402  (the one item-id rule: "lmrlgym_maze_3" -> ("maze", 3))
+from tasks import split_item_id  # noqa: E402  (the one item-id rule: "lmrlgym_maze_3" -> ("maze", 3))
 from runs import write_jsonl  # noqa: E402
 from trajectory import read_records, step_indices  # noqa: E402
 

@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from evaluate import split_item_id  # noqa: E402
+from tasks import split_item_id  # noqa: E402
 from runs import write_jsonl  # noqa: E402
 from trajectory import read_records  # noqa: E402
 

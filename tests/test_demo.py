@@ -152,7 +152,7 @@ def test_paper_sh_runs_the_demo_with_commands_that_work(tmp_path):
     data = call(calls, "scripts/paper_data.py")
     subprocess.run([sys.executable] + data, cwd=ROOT, check=True, capture_output=True, text=True, timeout=60,
                    env={**os.environ, "TASKS_wordle": got["TASKS_wordle"]})
-    from evaluate import split_item_id
+    from tasks import split_item_id
     from trajectory import read_records
     recs = read_records(str(out / "data" / "train.jsonl"))
     levels = {int(x) for x in got["BABYAI_LEVELS"].split()}
