@@ -508,8 +508,11 @@ def test_ctrl_c_is_one_line_and_the_rerun_loses_and_duplicates_nothing(tmp_path)
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "evaluate.py", "--env", "wordle", "--policy", "expert", "--tasks", "0:300",
            "--concurrency", "4", "--output", str(out)]
+    # a job started in the background by a non-interactive shell (CI) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the child the disposition a terminal gives it
     proc = subprocess.Popen(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while (not out.exists() or out.stat().st_size == 0) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

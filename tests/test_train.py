@@ -444,7 +444,8 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(inputs, tmp_path):
     out = tmp_path / "out"
     cmd = [PY, "train.py", "--data", str(data), "--model", model, "--output", str(out)] + FLAGS + ["--epochs", "30"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     latest, deadline = out / "state" / "latest", time.time() + 240
     while not latest.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
