@@ -123,6 +123,10 @@ def save_hf(model, tokenizer, path, save_dtype, source, selection, master):
             problem = f"cannot save {path}: {' '.join(str(e).split())[:300]}"
     verdict = [problem]
     dist.broadcast_object_list(verdict, src=0)
+    # a broadcast's root may return before the others have received: with gloo, rank 0 leaving (the final save is
+    # the last collective) while rank 1 still reads aborts rank 1 ("terminate called without an active
+    # exception"); a barrier returns on no rank before every rank is in it
+    dist.barrier()
     if verdict[0]:
         raise SaveError(verdict[0])
 
