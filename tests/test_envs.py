@@ -2,7 +2,6 @@
 text, the AgentGym HTTP protocol (envs.serve + envs.agentgym) gives the very same episodes as in-process, and bad
 input fails loudly and fast. BabyAI/SciWorld specifics live in test_envs_babyai_sciworld.py."""
 import os
-import shutil
 import socket
 import time
 
@@ -12,21 +11,12 @@ from agent import ExpertPolicy, run_episode, run_episodes
 from envs import env_class, make_env, success
 from envs.maze import MazeEnv
 from envs.wordle import VOCAB, WordleEnv
+from tests.conftest import needs
 
 # the four envs whose texts are AgentGym's servers' word for word (textcraft and pddl: test_envs_textcraft_pddl.py)
 FOUR = ("babyai", "sciworld", "maze", "wordle")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def needs(name):
-    """Skip when an env's package (or Java, for SciWorld) is missing on this machine."""
-    if name == "babyai":
-        pytest.importorskip("minigrid")
-    if name == "sciworld":
-        pytest.importorskip("scienceworld")
-        if shutil.which("java") is None:
-            pytest.skip("SciWorld needs java")
 
 
 def load_test_ids(name):

@@ -18,6 +18,7 @@ import report
 from agent import ExpertPolicy, OpenAIPolicy, run_episode, run_episodes
 from envs import make_env
 from tests import expert_server
+from tests.conftest import ROOT, interrupt_when
 from trajectory import read_records
 
 
@@ -502,31 +503,18 @@ def test_results_carry_the_models_selection_and_are_named_by_it(tmp_path):
 
 
 def test_ctrl_c_is_one_line_and_the_rerun_loses_and_duplicates_nothing(tmp_path):
-    import signal
     import subprocess
     import sys
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "evaluate.py", "--env", "wordle", "--policy", "expert", "--tasks", "0:300",
            "--concurrency", "4", "--output", str(out)]
-    # a job started in the background by a non-interactive shell (CI) inherits SIGINT ignored, and Python then
-    # installs no KeyboardInterrupt handler: give the child the disposition a terminal gives it
-    proc = subprocess.Popen(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while (not out.exists() or out.stat().st_size == 0) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
-    if proc.returncode == 0:
-        pytest.fail("the run finished before the signal came: give it more tasks")
+    rc, err = interrupt_when(cmd, lambda: out.exists() and out.stat().st_size > 0)
     lines = [l for l in err.splitlines() if l.startswith("evaluate.py: ")]
-    assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err[-2000:]
+    assert rc == 130 and len(lines) == 1 and "interrupted" in lines[0], err[-2000:]
     assert "Traceback" not in err
     kept = len(open(out).readlines())
     assert 0 < kept < 300
-    again = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           capture_output=True, text=True)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     rows = [json.loads(line) for line in open(out)]
     assert sorted(r["task_id"] for r in rows) == list(range(300))  # nothing lost, nothing twice

@@ -3,7 +3,6 @@ turns), and the HTTP client closes every server-side env it creates: after episo
 server refuses, a failed construction, Ctrl-C, and at exit; it keeps one connection alive per episode."""
 import hashlib
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,6 +11,7 @@ import pytest
 from agent import run_episode, run_episodes
 from envs import agentgym, env_class, make_env, protocol
 from envs.serve import EnvServer
+from tests.conftest import needs
 
 # SHA-256 (first 16 hex digits) of each env's instruction, the maze prompt and the wordle prompt, as the f434743
 # clients hold them: conversation_start[0]["value"] of agentenv/agentenv/envs/<env>.py, and the stripped
@@ -62,12 +62,7 @@ def test_prompts_hold_no_escaped_newline_or_quote():
 @pytest.mark.parametrize("name,tasks", [("maze", [0, 1000]), ("wordle", [0]), ("babyai", [0, 3, 22]),
                                         ("sciworld", [0])])
 def test_builtin_first_observations_hold_no_escaped_newline_or_quote(name, tasks):
-    if name == "babyai":
-        pytest.importorskip("minigrid")
-    if name == "sciworld":
-        pytest.importorskip("scienceworld")
-        if shutil.which("java") is None:
-            pytest.skip("SciWorld needs java")
+    needs(name)
     env = make_env(name)  # with its packages here, a construction error is a failure
     try:
         assert env.instruction() == protocol.INSTRUCTION[name] and env.ack == protocol.ACK[name]

@@ -18,15 +18,14 @@ records, so uneven loss-token counts.
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import interrupt_when
 from tests.tiny import make_records, save_tiny, tiny_tokenizer
 from trajectory import IGNORE_INDEX, tokenize_record, trim_after_last_loss
 
@@ -444,17 +443,9 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(inputs, tmp_path):
     out = tmp_path / "out"
     cmd = [PY, "train.py", "--data", str(data), "--model", model, "--output", str(out)] + FLAGS + ["--epochs", "30"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
-    latest, deadline = out / "state" / "latest", time.time() + 240
-    while not latest.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
-    if proc.returncode == 0:
-        pytest.fail("the run finished before the signal came: make it longer")
+    rc, err = interrupt_when(cmd, (out / "state" / "latest").exists, env)
     lines = [l for l in err.splitlines() if l.startswith("train.py: ")]
-    assert proc.returncode == 130 and len(lines) == 1 and "interrupted (SIGINT)" in lines[0], err[-2000:]
+    assert rc == 130 and len(lines) == 1 and "interrupted (SIGINT)" in lines[0], err[-2000:]
     assert "--resume" in lines[0] and "Traceback" not in err
     again = launch(cmd + ["--resume"])
     assert again.returncode == 0, again.stderr[-3000:]
