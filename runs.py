@@ -68,14 +68,16 @@ def open_output(path, config, compare, *, force=False, flag="--force", hint=None
         if owner:
             locks += [lock_output(p) for p in [path, *also_lock] if p]
             config = check_config(cfg_path, config, compare, force, flag, hint)
-        done = None if folder else done_keys(path, key)
+        # the output is read once: its keys now, for prepare; where its complete lines end, to append after them
+        done, good = (None, 0) if folder else _scan_output(path, key) if os.path.exists(path) else (set(), 0)
         prepared = prepare(done) if prepare is not None else None
         if owner:
             config = keep_config(cfg_path, config, compare, force, flag, hint)
             wrote_config = True
-        if not folder:
-            done_here, file = open_resumable(append_to or path, key)
-            done = done if append_to is None else done_here
+        if append_to is not None:  # a torchrun rank's part file: what is done there is its own
+            done, file = open_resumable(append_to, key)
+        elif not folder:
+            file = _append_from(path, good)
     except BaseException:
         for lock in locks:
             lock.close()
@@ -211,14 +213,17 @@ def open_resumable(path, key="item_id"):
     reason to cut off the good records behind it. Writers append one complete line per record with
     `append_record` and flush each time."""
     path = check_output(path)
+    done, good = _scan_output(path, key) if os.path.exists(path) else (set(), 0)
+    return done, _append_from(path, good)
+
+
+def _append_from(path, good):
+    """`path` opened for appending after its first `good` bytes (what follows is a kill's partial last line)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    done = set()
-    if os.path.exists(path):
-        done, good = _scan_output(path, key)
-        if good != os.path.getsize(path):
-            with open(path, "rb+") as f:
-                f.truncate(good)
-    return done, open(path, "a", encoding="utf-8")
+    if os.path.exists(path) and good != os.path.getsize(path):
+        with open(path, "rb+") as f:
+            f.truncate(good)
+    return open(path, "a", encoding="utf-8")
 
 
 def done_keys(path, key="item_id"):
