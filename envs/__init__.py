@@ -92,12 +92,13 @@ def make_env(name, server=None, **kwargs):
     """An environment instance by name: the built-in one when `server` is None, else an AgentGym HTTP client
     for the server at URL `server` (with the env's facts). Unknown names raise ValueError listing the known ones."""
     cls = env_class(name) if name in REGISTRY else None
-    if cls is not None and not cls.builtin and name not in served_rounds():
+    served = served_rounds()  # once per call: it reads every registered class
+    if cls is not None and not cls.builtin and name not in served:
         return cls(**kwargs)  # facts only (jericho): its constructor says why it cannot run
     if server is not None:
-        if cls is None or name not in served_rounds():
+        if cls is None or name not in served:
             what = "unknown environment" if cls is None else "no HTTP client here for environment"
-            raise ValueError(f"{what} {name!r}; AgentGym environments: {', '.join(served_rounds())}")
+            raise ValueError(f"{what} {name!r}; AgentGym environments: {', '.join(served)}")
         from envs.agentgym import HTTPEnv
         return HTTPEnv(name, server, **kwargs)
     if cls is not None and cls.builtin:
