@@ -72,19 +72,30 @@ def claim_folder(args, config, compare):
     return out
 
 
-def selection_of(records):
+def selection_of(records, base_model=None):
     """What the training records were selected by, for the model folders (selection.json) and the report's rows:
-    {"method", "ratio", "model", "n_records"} when every record's `selection` agrees on method, ratio and selector
-    model; "complete" (ratio 1.0) when no record has one (AgentTraj-L itself: every step trains); None when they
-    disagree (a mixed training set names no single row)."""
+    {"method", "ratio", "model" (the selector LLM), "n_records", "backbone" (the base model folder's name),
+    "train_envs" (the envs of the records' item ids, sorted: one env is a single-task model, Tables 4 and 5)}
+    when every record's `selection` agrees on method, ratio and selector model; method "complete" (ratio 1.0)
+    when no record has one (AgentTraj-L itself: every step trains); None when they disagree (a mixed training set
+    names no single row)."""
+    from tasks import split_item_id
     kinds = {(s.get("method"), s.get("ratio"), s.get("model")) if isinstance(s, dict) else None
              for s in (rec.get("selection") for rec in records)}
     if kinds == {None}:
-        return {"method": "complete", "ratio": 1.0, "model": None, "n_records": len(records)}
+        kinds = {("complete", 1.0, None)}
     if len(kinds) != 1:
         return None
+    envs = set()
+    for rec in records:
+        try:
+            envs.add(split_item_id(rec["item_id"])[0])
+        except ValueError:  # an id of no env (the tests' own records): names no env
+            pass
     method, ratio, model = kinds.pop()
-    return {"method": method, "ratio": ratio, "model": model, "n_records": len(records)}
+    backbone = os.path.basename(os.path.normpath(base_model)) if base_model else None
+    return {"method": method, "ratio": ratio, "model": model, "n_records": len(records), "backbone": backbone,
+            "train_envs": sorted(envs)}
 
 
 class SaveError(RuntimeError):

@@ -113,13 +113,28 @@ rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZ
 master = rank == 0
 
 
-def fail(message):
+NOTHING_TO_TRAIN = 3  # the exit code when no record keeps a loss token: the driver skips that row, loudly
+
+
+def fail(message, code=1):
     """Refuse to go on: one line on stderr (rank 0 only; every rank finds the same problem), exit code 1."""
     if master:
         print(f"train.py: {message}", file=sys.stderr, flush=True)
-    if "torch" in sys.modules and sys.modules["torch"].distributed.is_initialized():
+    leave(code)
+
+
+def leave(code=0):
+    """End this process with `code`. Once torch is imported the interpreter's own teardown is skipped (os._exit,
+    after the process group is destroyed and the streams flushed): on gloo a rank's teardown racing its peer's has
+    aborted a finished run (rank 1 SIGABRT at exit, rank 0 killed mid-teardown: 1 run in ~50 in CI), and a refusal's
+    exit code must be the one the driver reads. Every file this script writes is closed before it leaves."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    if sys.modules["torch"].distributed.is_initialized():
         sys.modules["torch"].distributed.destroy_process_group()
-    raise SystemExit(1)
+    os._exit(code)
 
 
 # ----------------------------------------------------------------------------- options and inputs, before any model
@@ -232,8 +247,8 @@ for rec in tqdm(records, desc="tokenize", disable=not master):
     n_kept += len(ids)
     examples.append((x, y, sum(l != IGNORE_INDEX for l in y)))
 if not examples:
-    fail(f"bad data: {args.data}: none of the {len(records)} records has a loss token within --max-length "
-         f"{args.max_length} (first: {skipped[:3]})")
+    fail(f"nothing to train: {args.data}: none of the {len(records)} records has a loss token within --max-length "
+         f"{args.max_length} (first: {skipped[:3]})", NOTHING_TO_TRAIN)
 print0(f"{len(examples)} trajectories ({len(skipped)} skipped: no loss token after truncation), "
        f"{n_truncated} truncated to {args.max_length} tokens, {n_cut_turns} loss turns cut; "
        f"trimming after the last loss token saves {1 - n_kept / n_full:.1%} of the tokens")
@@ -314,7 +329,7 @@ print0(f"memory per rank (estimate): parameters {gib['params']:.2f} GiB + gradie
 # others follow its verdict. A refused run leaves no folder behind.
 COMPARE = ["data_sha256", "model", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
            "warmup_ratio", "grad_clip", "batch_size", "seed"]
-selection = checkpoint.selection_of(records)  # named in every saved model folder, for the report's rows
+selection = checkpoint.selection_of(records, args.model)  # named in every saved model folder, for the report's rows
 if selection is None:
     print0(f"{args.data}: the records come from several selections; the model folders name none (no selection.json)")
 run_config = {**vars(args), "model": os.path.abspath(args.model), "data_sha256": data_sha256,
@@ -392,8 +407,7 @@ if args.resume:
     print0(f"resumed from {path} at step {start_step}")
     if start_step >= total_steps and os.path.isdir(os.path.join(args.output, "final")):
         print0(f"the run in {args.output} is complete ({total_steps} steps); nothing to do")
-        dist.destroy_process_group()
-        raise SystemExit(0)
+        leave(0)
 if master:
     metrics = open(metrics_path, "a" if args.resume else "w")
 supports_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -459,8 +473,9 @@ for step in range(start_step, total_steps):
             last_save = time.time()
     if args.stop_after > 0 and step + 1 - start_step >= args.stop_after and step + 1 < total_steps:
         print0(f"--stop-after {args.stop_after}: leaving at step {step + 1} without the final save")
-        dist.destroy_process_group()
-        raise SystemExit(0)
+        if master:
+            metrics.close()
+        leave(0)
 
 # ----------------------------------------------------------------------------- the end
 if start_step < total_steps:  # first: a run stopped between the two saves resumes at the end, saves final/ only
@@ -471,4 +486,6 @@ print0(f"done: {total_steps - start_step} steps in {elapsed:.0f}s, {tok_total / 
        f"records {len(records)}, trained {len(examples)}, skipped {len(skipped)} (no loss token after truncation), "
        f"truncated {n_truncated}, loss turns cut {n_cut_turns} | tokens saved by trimming {1 - n_kept / n_full:.1%}, "
        f"padding {pad_total / max(tok_total + pad_total, 1):.1%} | model: {os.path.join(args.output, 'final')}")
-dist.destroy_process_group()
+if master:
+    metrics.close()
+leave(0)

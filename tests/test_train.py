@@ -187,10 +187,13 @@ def test_model_folders_name_the_selection_of_their_records(runs, tmp_path):
         path = os.path.join(out, sub, "selection.json")
         return json.load(open(path)) if os.path.exists(path) else None
 
-    oracle = {**ORACLE, "n_records": 10}  # all 10 records, the one skipped for its cut step too
+    # all 10 records, the one skipped for its cut step too; the backbone is the base model folder's name, the
+    # envs those of the records' ids (tests.tiny's "tiny_<n>")
+    named_by = {"backbone": os.path.basename(runs["model"]), "train_envs": ["tiny"]}
+    oracle = {**ORACLE, "n_records": 10, **named_by}
     assert named(runs["a"], "final") == named(runs["a"], "step_2") == oracle
     assert json.load(open(os.path.join(runs["a"], "config.json")))["selection"] == oracle
-    complete = {"method": "complete", "ratio": 1.0, "model": None, "n_records": 10}
+    complete = {"method": "complete", "ratio": 1.0, "model": None, "n_records": 10, **named_by}
     assert named(runs["b"], "final") == complete
     assert json.load(open(os.path.join(runs["b"], "config.json")))["selection"] == complete
     mixed, out = with_selections(tmp_path / "mixed.jsonl", ORACLE, {"method": "random", "ratio": 0.3}), tmp_path / "m"

@@ -136,11 +136,33 @@ def test_bad_options_and_inputs_give_one_line_and_no_folder(folders, flags, env,
 def test_selection_named_in_the_model_folders():
     import checkpoint
     recs = make_records(3, seed=4)
-    assert checkpoint.selection_of(recs) == {"method": "complete", "ratio": 1.0, "model": None, "n_records": 3}
+    assert checkpoint.selection_of(recs, "/models/Llama-3.1-8B-Instruct/") == {
+        "method": "complete", "ratio": 1.0, "model": None, "n_records": 3, "backbone": "Llama-3.1-8B-Instruct",
+        "train_envs": ["tiny"]}
     oracle = [{**r, "selection": {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "plan": str(i)}}
               for i, r in enumerate(recs)]
-    assert checkpoint.selection_of(oracle) == {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "n_records": 3}
+    assert checkpoint.selection_of(oracle) == {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "n_records": 3,
+                                               "backbone": None, "train_envs": ["tiny"]}
+    # the envs of AgentTraj-L's ids, prefixes read: one env is a single-task model (Tables 4 and 5)
+    ids = ["lmrlgym_maze_12", "maze_3", "tool_weather_5"]
+    named = [{**r, "item_id": i} for r, i in zip(oracle, ids)]
+    assert checkpoint.selection_of(named)["train_envs"] == ["maze", "weather"]
+    assert checkpoint.selection_of(named[:2])["train_envs"] == ["maze"]
     mixed = oracle[:2] + [{**recs[2], "selection": {"method": "random", "ratio": 0.3}}]
     assert checkpoint.selection_of(mixed) is None
     other_model = oracle[:2] + [{**oracle[2], "selection": {"method": "oracle", "ratio": 0.3, "model": "llama"}}]
     assert checkpoint.selection_of(other_model) is None  # two selector models are two rows (Table 5)
+
+
+def test_nothing_to_train_is_its_own_exit_code(folders):
+    """Records that keep no loss token within --max-length: one line and exit code 3 (train.NOTHING_TO_TRAIN),
+    which the driver reads as a row that cannot be trained (a loud skip), not as a failure; no folder is made."""
+    tmp, model, data = folders
+    out = tmp / "out_nothing"
+    r = subprocess.run([PY, "train.py", "--data", str(data), "--model", model, "--output", str(out),
+                        "--max-length", "4"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [l for l in r.stderr.splitlines() if l.strip() and "tokenize" not in l]
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("train.py: nothing to train: "), lines
+    assert not out.exists()
