@@ -30,7 +30,10 @@ def open_folder(args, config, compare, master):
     if master:
         try:
             out = claim_folder(args, config, compare)
-        except (OSError, RecordError, runs.OutputBusy) as e:
+        except OSError as e:  # a full disk: name the folder, say what to do
+            refusal = (f"cannot write {e.filename or args.output}: {e.strerror or e}; free space and rerun the same "
+                       f"command")
+        except (RecordError, runs.OutputBusy) as e:
             refusal = str(e)
     verdict = [refusal]
     dist.broadcast_object_list(verdict, src=0)

@@ -144,11 +144,15 @@ def lock_output(path):
         except FileNotFoundError:
             pass
         f.close()
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}")
-    f.flush()
     lock = OutputLock(path, lock_path, f)
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}")
+        f.flush()
+    except OSError:  # a full disk: the lock file is empty and ours; leave nothing behind
+        lock.close()
+        raise
     atexit.register(lock.close)
     return lock
 
@@ -177,9 +181,14 @@ def keep_config(path, config, compare, force=False, flag="--force", hint=None):
     the end of the message). Returns the config written."""
     config = check_config(path, config, compare, force, flag, hint)
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1, default=str)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=1, default=str)
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the settings kept are the last complete ones, and no half file is left
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return config
 
 

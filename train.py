@@ -27,6 +27,7 @@ One run writes a folder at a time (a lock in --output/.lock). Stop a run by kill
 launcher's death.
 """
 import argparse
+import atexit
 import hashlib
 import inspect
 import json
@@ -127,13 +128,14 @@ def leave(code=0):
     """End this process with `code`. Once torch is imported the interpreter's own teardown is skipped (os._exit,
     after the process group is destroyed and the streams flushed): on gloo a rank's teardown racing its peer's has
     aborted a finished run (rank 1 SIGABRT at exit, rank 0 killed mid-teardown: 1 run in ~50 in CI), and a refusal's
-    exit code must be the one the driver reads. Every file this script writes is closed before it leaves."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    exit code must be the one the driver reads. The atexit handlers still run (they release the folder's lock)."""
     if "torch" not in sys.modules:
         raise SystemExit(code)
     if sys.modules["torch"].distributed.is_initialized():
         sys.modules["torch"].distributed.destroy_process_group()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)
 
 

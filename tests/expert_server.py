@@ -11,12 +11,15 @@ driven by this server must reach exactly the expert's score. Optional faults:
 """
 import argparse
 import json
+import os
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from envs import make_env
-from envs.serve import send_json
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script: the project root
+from envs import make_env  # noqa: E402
+from envs.serve import send_json  # noqa: E402
 
 
 def first_observations(env_name, task_ids):
@@ -108,5 +111,5 @@ if __name__ == "__main__":
     a = ap.parse_args()
     lo, hi = (int(x) for x in a.tasks.split(":"))
     srv = StubServer(a.env, range(lo, hi), ("127.0.0.1", a.port), a.latency, a.garbage_every)
-    print(f"expert stub for {a.env} at http://127.0.0.1:{a.port}/v1", flush=True)
+    print(f"expert stub for {a.env} at http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)
     srv.serve_forever()
