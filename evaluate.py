@@ -55,15 +55,18 @@ from runs import OutputBusy, append_record, open_resumable
 from trajectory import RecordError, iter_records, step_indices, validate_record
 
 # settings that change what an episode does: a rerun into the same output must keep them (or pass --force)
-COMPARE = ("env", "env_server", "policy", "model", "label", "temperature", "max_rounds", "max_new_tokens",
-           "max_context", "instruction_from", "from_critical", "dtype")
+# (paths by what they name, runs.identity: a moved or copied output folder still resumes)
+COMPARE = ("env", "env_server", "policy", "model_id", "label", "temperature", "max_rounds", "max_new_tokens",
+           "max_context", "instruction_from_id", "from_critical_id", "dtype")
+PATHS = ("model", "instruction_from", "from_critical")
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 def run(make, policy, jobs, out, label, name, *, concurrency, max_rounds, traj=None, traj_path=None, traj_done=(),
-        success_only=False, extra=None, selection=None):
+        success_only=False, extra=None, selection=None, backbone=None):
     """Run `jobs` on env `name`, append one result line each to `out`; return the results (with conversations).
+    Every line carries `label`, and `selection` and `backbone` when given (the report's rows).
     With `traj` (the open --save-trajectories file `traj_path`) also write the episodes not in `traj_done` as
     records (only the successful ones with `success_only`)."""
     stats, skipped_invalid, t0, results = Counter(), 0, time.time(), []
@@ -83,6 +86,8 @@ def run(make, policy, jobs, out, label, name, *, concurrency, max_rounds, traj=N
             res["label"] = label
             if selection is not None:
                 res["selection"] = selection
+            if backbone is not None:
+                res["backbone"] = backbone
             if extra is not None:
                 res.update(extra(res, res.pop("key")))
             append_record(out, res)
@@ -125,6 +130,17 @@ def model_selection(args):
     return sel
 
 
+def model_backbone(args, selection):
+    """The base model a --policy hf row stands for (the report groups rows by it: Table 7, Figure 2): the
+    backbone train.py named in selection.json (None in an older one), else the --model folder's own name (a base
+    model); None for other policies."""
+    if args.policy != "hf" or not args.model:
+        return None
+    if selection is not None:
+        return selection.get("backbone")
+    return os.path.basename(os.path.normpath(args.model))
+
+
 def default_label(args, selection=None):
     """--label, else the row the model's selection names ("<method>@<ratio>", ATLaS's oracle as critical and the
     complement as noncritical; "complete"), else the model folder's name, else the policy."""
@@ -156,7 +172,7 @@ def evaluate(args, policy=None):
               f"with --policy {args.policy} at concurrency {args.concurrency}")
         run(make, policy, [{"task_id": i} for i in todo], out, label, args.env, concurrency=args.concurrency,
             max_rounds=args.max_rounds, traj=traj, traj_path=args.save_trajectories, traj_done=traj_done,
-            success_only=args.success_only, selection=selection)
+            success_only=args.success_only, selection=selection, backbone=model_backbone(args, selection))
     finally:
         output.close()
         if traj is not None:
@@ -229,7 +245,8 @@ def from_critical(args, policy=None):
             results += run(makers[name], policy, todo, out, label, name, concurrency=args.concurrency,
                            max_rounds=args.max_rounds,
                            extra=lambda res, key: {"start": key[1], "episode": episode_id(res["item_id"], key[1]),
-                                                   "source_item_id": key[0]}, selection=selection)
+                                                   "source_item_id": key[0]},
+                           selection=selection, backbone=model_backbone(args, selection))
     finally:
         output.close()
     return results
@@ -238,6 +255,7 @@ def from_critical(args, policy=None):
 def open_output(args, config, key, policy=None):
     """The results file, opened (runs.open_output: lock, settings check, resume), with the policy built only once
     the output is sure to be ours (.prepared): a run refused on the way leaves no empty output or config behind."""
+    config = {**config, **{f"{k}_id": runs.identity(getattr(args, k)) for k in PATHS}}
     return runs.open_output(args.output, config, COMPARE, force=args.force, key=key,
                             also_lock=[args.save_trajectories], prepare=lambda done: policy or make_policy(args))
 
@@ -376,11 +394,23 @@ def make_policy(args):
 
 
 def instruction_from(path, env_name):
-    records = [rec for _, rec in iter_records(path)]  # the whole file is checked, not only up to the first match
-    for rec in records:
-        if str(rec["item_id"]).lower().startswith(env_name):
-            return rec["conversations"][0]["value"]
-    raise SystemExit(f"{path}: no record whose item_id starts with {env_name!r}")
+    """The instruction (first turn) of the first record of env `env_name` in an AgentTraj-L file, the env of each
+    record by the item-id rule (lmrlgym_maze_3 is maze). The whole file is checked, not only up to the first match:
+    an item_id the rule cannot read is an error naming the record."""
+    found, other = None, Counter()
+    for n, rec in iter_records(path):
+        try:
+            env = split_item_id(rec["item_id"])[0]
+        except ValueError as e:
+            raise RecordError(f"{path}: record {n}: {e}") from None
+        if env != env_name:
+            other[env] += 1
+        elif found is None:
+            found = rec["conversations"][0]["value"]
+    if found is None:
+        raise RecordError(f"{path}: no record of env {env_name!r} to take its instruction from (the file holds "
+                          f"{', '.join(f'{e} {k}' for e, k in other.most_common())})")
+    return found
 
 
 def env_factory(name, env_server=None, instruction_path=None):

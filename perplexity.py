@@ -214,10 +214,12 @@ def setup(args, rank, world, device):
     records = trajectory.read_records(args.input)[:args.limit]
     dtype, why = devices.resolve_dtype(args.dtype, device.type)
     config = {**{k: v for k, v in vars(args).items() if k != "force"}, "world_size": world,
-              "dtype_resolved": str(dtype), "dtype_reason": why}
+              "dtype_resolved": str(dtype), "dtype_reason": why,
+              # the model by what it is, not where (runs.identity): a moved or copied output folder still resumes
+              "model_id": runs.identity(args.model), "tokenizer_id": runs.identity(args.tokenizer)}
     # one writer per output: rank 0 owns OUTPUT (the other ranks write nothing before meeting rank 0 at the first
     # barrier, and torchrun stops them when rank 0 refuses)
-    out = runs.open_output(args.output, config, ["model", "tokenizer", "ratio", "max_length"], force=args.force,
+    out = runs.open_output(args.output, config, ["model_id", "tokenizer_id", "ratio", "max_length"], force=args.force,
                            inputs=[args.input], owner=rank == 0,
                            append_to=part_path(args.output, rank) if world > 1 else None,
                            prepare=lambda done: load_model(args, device, dtype))

@@ -192,6 +192,36 @@ def keep_config(path, config, compare, force=False, flag="--force", hint=None):
     return config
 
 
+def identity(path, edge=1 << 20):
+    """What a path in a run's settings names, not where it is, so that an output folder moved or copied elsewhere
+    (with its models and inputs) still resumes: a model folder -> a hash of its config.json and of each weight
+    file's name, size, first and last `edge` bytes (two fine-tunings of one base differ in every tensor; reading
+    a few MB, not the weights); a file -> the sha256 of its bytes; anything else (a hosted model's name, None) is
+    itself."""
+    import hashlib
+    if not isinstance(path, str) or not os.path.exists(path):
+        return path
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            return os.path.abspath(path)
+        with open(os.path.join(path, "config.json"), "rb") as f:
+            h.update(f.read())
+        for name in sorted(os.listdir(path)):
+            if name.endswith((".safetensors", ".bin")):
+                size = os.path.getsize(os.path.join(path, name))
+                h.update(f"{name} {size}".encode())
+                with open(os.path.join(path, name), "rb") as f:
+                    h.update(f.read(edge))
+                    f.seek(max(0, size - edge))
+                    h.update(f.read(edge))
+        return "folder:" + h.hexdigest()[:16]
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()[:16]
+
+
 def check_config(path, config, compare, force=False, flag="--force", hint=None):
     """keep_config's check alone, writing nothing (a stage calls it before loading a model, and keep_config once
     the run is sure to start, so that a refused run leaves no config behind). Returns public_config(config)."""

@@ -475,6 +475,7 @@ def test_results_carry_the_models_selection_and_are_named_by_it(tmp_path):
     assert len(rows) == 2 and {r["label"] for r in rows} == {"critical@0.3"}  # oracle = ATLaS = the Critical row
     assert all(r["selection"] == {"method": "oracle", "ratio": 0.3, "model": "gpt-4o", "n_records": 4}
                for r in rows)
+    assert not any("backbone" in r for r in rows)  # the expert stands for no base model
     kept = json.load(open(f"{out}.config.json"))  # the run's settings name the selection too
     assert kept["selection"]["method"] == "oracle" and kept["label"] == "critical@0.3"
     # the default label of each selector's model: the complement is Table 2's non-critical row, a fork's selector
@@ -518,3 +519,16 @@ def test_ctrl_c_is_one_line_and_the_rerun_loses_and_duplicates_nothing(tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     rows = [json.loads(line) for line in open(out)]
     assert sorted(r["task_id"] for r in rows) == list(range(300))  # nothing lost, nothing twice
+
+
+def test_hf_rows_name_their_backbone():
+    """--policy hf rows carry the base model they stand for (Table 7 and Figure 2 group rows by it): train.py's
+    selection.json names it for a fine-tuned model, a base model is its folder's name; other policies name none."""
+    from argparse import Namespace
+    hf = Namespace(policy="hf", model="/models/Qwen2.5-7B-Instruct/")
+    assert evaluate.model_backbone(hf, None) == "Qwen2.5-7B-Instruct"
+    trained = Namespace(policy="hf", model="out/train/critical@0.3/final")
+    assert evaluate.model_backbone(trained, {"method": "oracle", "backbone": "Llama-3.1-8B-Instruct"}) == \
+        "Llama-3.1-8B-Instruct"
+    assert evaluate.model_backbone(trained, {"method": "oracle"}) is None  # an older selection.json names none
+    assert evaluate.model_backbone(Namespace(policy="openai", model="gpt-4o"), None) is None
