@@ -101,27 +101,53 @@ def selection_of(records, base_model=None):
             "train_envs": sorted(envs)}
 
 
+def why(e):
+    """One line of what stopped a save: the first failed rank's own error for the distributed checkpoint's
+    CheckpointException (whose text holds every rank's traceback), else the error's text."""
+    failures = getattr(e, "failures", None)
+    if failures:
+        rank, (e, _) = next(iter(sorted(failures.items())))
+        return f"rank {rank}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    return ' '.join(str(e).split())[:300]
+
+
 class SaveError(RuntimeError):
     """A save that could not be completed (a full disk, a kill of the writer's storage): raised on every rank."""
 
 
-def save_hf(model, tokenizer, path, save_dtype, source, selection, master):
-    """Full HF folder: every rank gathers the full state dict (a collective), rank 0 writes the model in the dtype
-    the checkpoint came in, the tokenizer, the source's generation_config.json and selection.json into
-    `<path>.partial`, and renames it to `path` only once all is written: a folder at `path` is always complete
-    (a reader, the driver, evaluate.py never sees half of one). A failed write (ENOSPC) removes the partial folder
-    and raises SaveError on every rank, so that all ranks stop together."""
+SHARD_BYTES = 5 * 1024 ** 3  # safetensors files of at most ~5 GB, as Hugging Face shards its own checkpoints
+
+
+def save_hf(model, tokenizer, path, save_dtype, source, selection, master, gather=False):
+    """Full HF folder (safetensors + model.safetensors.index.json, the config, the tokenizer, the source's
+    generation_config.json, selection.json), loadable by from_pretrained and vLLM, in the dtype the checkpoint
+    came in; a collective. Written into `<path>.partial` and renamed to `path` only once all is written: a folder
+    at `path` is always complete (the driver and evaluate.py never see half of one). A failed write (ENOSPC)
+    removes the partial folder and raises SaveError on every rank, so that all ranks stop together.
+
+    By default no rank holds the whole model: every rank writes its own shards with the distributed checkpoint
+    (HuggingFaceStorageWriter), then rank 0 joins them into whole tensors file by file (consolidation reads the
+    shards back from `<path>.partial/sharded`, so every rank must write where rank 0 can read: one machine or a
+    shared filesystem). `gather=True` (train.py --save-gathered) is the older way: the full state dict gathered
+    into rank 0's memory (~6 bytes per parameter there) and written with save_pretrained, for ranks with no
+    shared filesystem."""
     import torch.distributed as dist
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    problem = None
+    partial, problem = f"{path}.partial", None
     if master:
-        partial = f"{path}.partial"
+        shutil.rmtree(partial, ignore_errors=True)  # left by a killed save
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
+    try:
+        if gather:
+            _write_gathered(model, partial, save_dtype, master)
+        else:
+            _write_sharded(model, partial, save_dtype)
+    except (Exception, CheckpointException) as e:  # OSError, SafetensorError: the disk, not the model
+        problem = f"cannot save {path}: {why(e)}"
+    if master and problem is None:
         try:
-            shutil.rmtree(partial, ignore_errors=True)  # left by a killed save
-            sd = {k: v.to(save_dtype) for k, v in sd.items()}
             model.config.dtype = save_dtype  # the dtype of the saved weights, not of our fp32 master copy
-            model.save_pretrained(partial, state_dict=sd)
+            if not gather:
+                model.config.save_pretrained(partial)
             tokenizer.save_pretrained(partial)
             for name in ("generation_config.json",):
                 if os.path.exists(os.path.join(source, name)):
@@ -132,17 +158,52 @@ def save_hf(model, tokenizer, path, save_dtype, source, selection, master):
             if os.path.isdir(path):  # an older save of the same step (a resumed run): replaced whole
                 shutil.rmtree(path)
             os.replace(partial, path)
-        except Exception as e:  # OSError, safetensors' SafetensorError: the disk, not the model
-            shutil.rmtree(partial, ignore_errors=True)
-            problem = f"cannot save {path}: {' '.join(str(e).split())[:300]}"
-    verdict = [problem]
-    dist.broadcast_object_list(verdict, src=0)
-    # a broadcast's root may return before the others have received: with gloo, rank 0 leaving (the final save is
-    # the last collective) while rank 1 still reads aborts rank 1 ("terminate called without an active
-    # exception"); a barrier returns on no rank before every rank is in it
+        except Exception as e:
+            problem = f"cannot save {path}: {why(e)}"
+    if master and problem is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+    seen = [None] * dist.get_world_size()
+    dist.all_gather_object(seen, problem)  # every rank learns any rank's failure, and all stop together
+    # a collective's root may return before the others have received: a barrier returns on no rank before every
+    # rank is in it
     dist.barrier()
-    if verdict[0]:
-        raise SaveError(verdict[0])
+    failed = [p for p in seen if p]
+    if failed:
+        raise SaveError(failed[0])
+
+
+def _write_sharded(model, partial, save_dtype):
+    """Every rank writes its shards of the weights (cast to save_dtype), rank 0 consolidates them into files of at
+    most SHARD_BYTES and writes the index; the shards are removed after."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    dist.barrier()  # rank 0 has removed a killed save's leftovers
+    seen, tied = set(), set()  # a tied weight (lm_head = embed_tokens) is saved once, under its first name, as
+    for name, p in model.named_parameters(remove_duplicate=False):  # HF saves it (same names on every rank)
+        if id(p) in seen:
+            tied.add(name)
+        seen.add(id(p))
+    sd = {k: v.to(save_dtype) for k, v in get_model_state_dict(model).items() if k not in tied}
+    files, index, size = {}, 1, 0
+    for k, v in sd.items():  # consecutive tensors into files of at most SHARD_BYTES (a larger tensor alone)
+        n = v.numel() * v.element_size()
+        if size and size + n > SHARD_BYTES:
+            index, size = index + 1, 0
+        files[k] = index
+        size += n
+    dcp.save(sd, storage_writer=dcp.HuggingFaceStorageWriter(partial, fqn_to_index_mapping=files,
+                                                             save_distributed=True, enable_consolidation=True))
+    if dist.get_rank() == 0:
+        shutil.rmtree(os.path.join(partial, "sharded"), ignore_errors=True)
+
+
+def _write_gathered(model, partial, save_dtype, master):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if master:
+        model.config.dtype = save_dtype
+        model.save_pretrained(partial, state_dict={k: v.to(save_dtype) for k, v in sd.items()})
 
 
 def save_state(model, optimizer, output, step):
@@ -157,11 +218,12 @@ def save_state(model, optimizer, output, step):
     path = os.path.join(state_dir, f"step_{step}")
     model_sd, optim_sd = get_state_dict(model, optimizer)
     problem = None
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
     try:  # DCP raises on every rank when one cannot write (CheckpointException)
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=path)
         torch.save(torch.get_rng_state(), os.path.join(path, f"rng_{rank}.pt"))
-    except Exception as e:
-        problem = f"cannot save the state {path}: {' '.join(str(e).split())[:300]}"
+    except (Exception, CheckpointException) as e:
+        problem = f"cannot save the state {path}: {why(e)}"
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     failed = torch.tensor(float(problem is not None), device=device)
     dist.all_reduce(failed)  # every rank learns that one could not write, and all stop ("latest" stays put)

@@ -102,6 +102,12 @@ parser.add_argument("--overwrite", action="store_true", help="start over in an -
 parser.add_argument("--save-minutes", type=float, default=30.0, help="save the resumable state (state/) at the "
                     "first step end after this many minutes since the last save, and at each epoch's end (0: only "
                     "at epoch ends)")
+parser.add_argument("--cpu-offload", action="store_true", help="keep the sharded fp32 parameters, gradients and "
+                    "AdamW state in host memory (FSDP2's CPUOffloadPolicy; the optimizer steps on the CPU): full "
+                    "fine-tuning of an 8B model on one 80 GB GPU, slowly (the memory estimate says when it is needed)")
+parser.add_argument("--save-gathered", action="store_true", help="write HF folders from the full state dict "
+                    "gathered on rank 0 (~6 bytes per parameter of its host memory) instead of every rank's shards "
+                    "joined by rank 0: for ranks that share no filesystem")
 parser.add_argument("--save-every", type=int, default=0, help="also save an HF folder step_N/ and the "
                     "resumable state every N optimizer steps (0: off)")
 parser.add_argument("--stop-after", type=int, default=-1, help="leave after this many optimizer steps without "
@@ -188,7 +194,7 @@ if not data_problem:
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict  # noqa: E402
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: E402
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard  # noqa: E402
 
 rank, world_size, device = init_distributed("train.py", always=True)  # FSDP needs a process group, even alone
 
@@ -323,18 +329,26 @@ mem = flops.memory_per_rank(model, config, world_size, dtype, rows * length, sum
 gib = {k: v / 2**30 for k, v in mem.items()}
 print0(f"memory per rank (estimate): parameters {gib['params']:.2f} GiB + gradients {gib['grads']:.2f} + AdamW "
        f"{gib['adamw']:.2f} + activations {gib['activations']:.2f} (largest micro-batch {rows} x {length} tokens, "
-       f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}) = {sum(gib.values()):.2f} GiB")
+       f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}) = {sum(gib.values()):.2f} GiB"
+       + ("; with --cpu-offload all but the activations in host memory" if args.cpu_offload else ""))
+if device.type == "cuda" and not args.cpu_offload:  # say before loading the weights when a run cannot fit
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    if sum(gib.values()) > 0.9 * total:
+        print0(f"the estimate exceeds 90 % of this GPU's {total:.0f} GiB: add ranks, --activation-checkpointing, "
+               f"a smaller --micro-batch-tokens, or --cpu-offload (host memory per rank "
+               f"{gib['params'] + gib['grads'] + gib['adamw']:.1f} GiB)")
 
 # ----------------------------------------------------------------------------- output folder: one writer, nothing lost
 # Rank 0 claims the folder (checkpoint.open_folder: its lock until the process ends, the settings kept, a folder
 # holding a run refused unless --resume with the same data, model and optimisation flags, or --overwrite); the
 # others follow its verdict. A refused run leaves no folder behind.
-COMPARE = ["data_sha256", "model", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
+COMPARE = ["data_sha256", "model_id", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
            "warmup_ratio", "grad_clip", "batch_size", "seed"]
 selection = checkpoint.selection_of(records, args.model)  # named in every saved model folder, for the report's rows
 if selection is None:
     print0(f"{args.data}: the records come from several selections; the model folders name none (no selection.json)")
-run_config = {**vars(args), "model": os.path.abspath(args.model), "data_sha256": data_sha256,
+run_config = {**vars(args), "model": os.path.abspath(args.model), "model_id": checkpoint.runs.identity(args.model),
+              "data_sha256": data_sha256,
               "compute_dtype": str(dtype), "world_size": world_size, "per_rank_batch": per_rank,
               "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
@@ -357,10 +371,15 @@ blocks = [m for m in model.modules() if type(m).__name__ in set(model._no_split_
 if not blocks:  # what a base model must offer: docs/FORKING.md
     fail(f"--model {args.model}: {type(model).__name__} names no decoder blocks in _no_split_modules "
          f"({model._no_split_modules}); train.py shards each decoder block with fully_shard")
+offload = {"offload_policy": CPUOffloadPolicy(pin_memory=use_cuda)} if args.cpu_offload else {}
 for block in blocks:
-    fully_shard(block, mp_policy=mp)
-fully_shard(model, mp_policy=mp)
-model.to_empty(device=device)
+    fully_shard(block, mp_policy=mp, **offload)
+fully_shard(model, mp_policy=mp, **offload)
+model.to_empty(device="cpu" if args.cpu_offload else device)  # offloaded shards live on the host
+if args.cpu_offload and use_cuda:  # buffers (rotary inv_freq) are not offloaded: on the device, where FSDP
+    for module in model.modules():  # brings the parameters for each forward
+        for name, buf in module.named_buffers(recurse=False):
+            module._buffers[name] = buf.to(device)
 set_model_state_dict(model, full_sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 for name, buf in model.named_buffers():  # non-persistent buffers (rotary inv_freq) are not in the state dict
     if master:
@@ -372,8 +391,10 @@ del full_sd, buffers
 model.train()
 device_name = torch.cuda.get_device_name(device) if use_cuda else None
 peak = flops.peak_tflops(device_name, dtype, args.peak_tflops)
+placed = type(model._get_fsdp_state()._fsdp_param_group.offload_policy).__name__  # what FSDP was given
 print0(f"{type(model).__name__}: {n_params / 1e6:.1f}M parameters, {len(blocks)} blocks sharded over "
-       f"{world_size} rank(s), {'nccl on ' + device_name if use_cuda else 'gloo on CPU'}, MFU against "
+       f"{world_size} rank(s) ({'held in host memory: ' if args.cpu_offload else 'offload: none, '}{placed}), "
+       f"{'nccl on ' + device_name if use_cuda else 'gloo on CPU'}, MFU against "
        f"{f'{peak:g} TFLOP/s per device' if peak else 'nothing (give --peak-tflops)'}")
 
 optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.999))
@@ -390,7 +411,8 @@ def get_lr(step):
 # ----------------------------------------------------------------------------- checkpoints (checkpoint.py)
 def save_hf(path):
     try:
-        checkpoint.save_hf(model, tokenizer, path, save_dtype, args.model, selection, master)
+        checkpoint.save_hf(model, tokenizer, path, save_dtype, args.model, selection, master,
+                           gather=args.save_gathered)
     except checkpoint.SaveError as e:  # a full disk: one line, every rank stops, the saved state is intact
         fail(f"{e}; nothing trained is lost: free space and rerun with --resume, which saves again")
 

@@ -155,8 +155,12 @@ def test_saved_folder_reloads_with_identical_logits(runs, tmp_path):
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     from transformers import AutoModelForCausalLM, AutoTokenizer
     folder = os.path.join(runs["b"], "final")
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+    # safetensors files joined from every rank's shards, with their index (checkpoint.save_hf), no shards left
+    for name in ("config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"):
         assert os.path.exists(os.path.join(folder, name)), name
+    index = json.load(open(os.path.join(folder, "model.safetensors.index.json")))["weight_map"]
+    assert all(os.path.exists(os.path.join(folder, f)) for f in set(index.values()))
+    assert not os.path.exists(os.path.join(folder, "sharded"))
     assert AutoTokenizer.from_pretrained(folder).chat_template  # the template travels with the model
     # the full HF weights equal the sharded resumable state (written from the same in-memory model)
     dcp_to_torch_save(os.path.join(runs["b"], "state", "step_4"), tmp_path / "state.pt")
@@ -406,23 +410,24 @@ def test_ranks_agree_on_their_data_before_any_step(inputs, tmp_path, rank1_sees,
 
 
 def test_a_full_disk_during_the_final_save_then_a_rerun_completes(inputs, tmp_path):
-    """The final save runs out of space (ENOSPC, forced by a sitecustomize that fails save_pretrained into the
-    final folder): one line, no traceback, no final/ at all (never half of one), the state of the last step kept.
+    """The final save runs out of space (ENOSPC, forced by a sitecustomize that fails the config's save into the
+    final folder, after the weights): one line, no traceback, no final/ at all (never half of one), the state of
+    the last step kept.
     The rerun with --resume trains nothing again and saves a final/ that loads."""
     _, model, data = inputs
     patch = tmp_path / "patch"
     patch.mkdir()
     (patch / "sitecustomize.py").write_text(
         "import errno, os\n"
-        "from transformers import PreTrainedModel\n"
-        "real = PreTrainedModel.save_pretrained\n"
+        "from transformers import PretrainedConfig\n"
+        "real = PretrainedConfig.save_pretrained\n"
         "def full(self, path, *a, **k):\n"
         "    if str(path).endswith('final.partial'):\n"
         "        os.makedirs(path, exist_ok=True)\n"
         "        open(os.path.join(path, 'config.json'), 'w').write('{}')  # what a half-written save leaves\n"
         "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
         "    return real(self, path, *a, **k)\n"
-        "PreTrainedModel.save_pretrained = full\n")
+        "PretrainedConfig.save_pretrained = full\n")
     out = tmp_path / "out"
     cmd = [PY, "train.py", "--data", str(data), "--model", model, "--output", str(out)] + FLAGS
     line = refused(launch(cmd, {"PYTHONPATH": f"{patch}{os.pathsep}{ROOT}"}))
@@ -453,3 +458,23 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(inputs, tmp_path):
     again = launch(cmd + ["--resume"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert [m["step"] for m in metrics(out)] == list(range(1, 31))  # one step per epoch
+
+
+def test_cpu_offload_and_the_gathered_save_change_nothing_trained(runs, tmp_path):
+    """--cpu-offload hands FSDP2 its CPUOffloadPolicy (the log names the policy FSDP holds) and trains the same
+    steps; --save-gathered writes the same weights as the default sharded save (every rank's shards joined by
+    rank 0), as one model.safetensors."""
+    from transformers import AutoModelForCausalLM
+    out = tmp_path / "offload"
+    r = launch([TORCHRUN, "--standalone", "--nproc_per_node", "2", "train.py", "--data", str(runs["data"]),
+                "--model", runs["model"], "--output", str(out)] + FLAGS + ["--cpu-offload", "--save-gathered"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "(held in host memory: CPUOffloadPolicy)" in r.stdout
+    assert "(offload: none, OffloadPolicy)" in runs["rb"].stdout
+    want = metrics(runs["b"])
+    assert [m["loss"] for m in metrics(out)] == pytest.approx([m["loss"] for m in want], rel=1e-5)
+    assert os.path.exists(out / "final" / "model.safetensors")  # save_pretrained's single file
+    got = AutoModelForCausalLM.from_pretrained(out / "final", dtype=torch.float32).state_dict()
+    ref = AutoModelForCausalLM.from_pretrained(os.path.join(runs["b"], "final"), dtype=torch.float32).state_dict()
+    assert got.keys() == ref.keys()
+    assert all(torch.allclose(got[k], ref[k], rtol=1e-5, atol=1e-7) for k in ref)
