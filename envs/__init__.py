@@ -14,15 +14,17 @@ A new environment is one file, envs/foo.py (`class FooEnv(envs.base.Env)` with i
 reset, step, expert_turn, close) and one line here.
 
 Built-in envs (BUILTIN) run in-process and have an expert; the others (AgentGym's webshop, alfworld and tool
-envs) are played over HTTP with their class's facts; jericho has facts only (no client yet). Success: reward == 1
-(reward == 100 for sciworld, reward > 0 for babyai); see each class's `success`.
+envs) are played over HTTP with their class's facts. jericho and pddl are AgentBoard's, played on AgentBoard's data
+folder (--agentboard-data DIR or ATLAS_AGENTBOARD_DATA; envs/agentboard.py); pddlgym is our offline stand-in for
+pddl on pddlgym's problem files, not one of the paper's columns. Success: reward == 1 (reward == 100 for sciworld,
+reward > 0 for babyai); see each class's `success`.
 """
 import importlib
 
 from envs.protocol import LONG_ACK
 
 # name -> "module:Class", imported on first use (importing envs loads no simulator). The order is the paper's
-# Table 1, held-in first: the report lays out its columns in it.
+# Table 1, held-in first, then the envs of no paper column: the report lays out its columns in it.
 REGISTRY = {
     "alfworld": "envs.agentgym:AlfWorldEnv",
     "babyai": "envs.babyai:BabyAIEnv",
@@ -38,6 +40,7 @@ REGISTRY = {
     "sheet": "envs.agentgym:SheetEnv",
     "jericho": "envs.jericho:JerichoEnv",
     "pddl": "envs.pddl:PDDLEnv",
+    "pddlgym": "envs.pddl:PDDLGymEnv",
 }
 
 # The gpt turn after the instruction for every env but webshop and the tool envs (each class has its own `ack`);
@@ -94,7 +97,7 @@ def make_env(name, server=None, **kwargs):
     cls = env_class(name) if name in REGISTRY else None
     served = served_rounds()  # once per call: it reads every registered class
     if cls is not None and not cls.builtin and name not in served:
-        return cls(**kwargs)  # facts only (jericho): its constructor says why it cannot run
+        return cls(**kwargs)  # facts only: its constructor says why it cannot run
     if server is not None:
         if cls is None or name not in served:
             what = "unknown environment" if cls is None else "no HTTP client here for environment"

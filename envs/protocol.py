@@ -1014,7 +1014,7 @@ Observation: [['Category', 'Brand', 'Size', 'Price', 'Stock', 'Price Update'], [
 # Not AgentGym: the held-out PDDL env of this project (envs/pddl.py), AgentBoard's task (Ma et al. 2024) on
 # pddlgym's problem files, in our own words. Its prompt lives here so that every text a model sees is in this
 # module; its ack (LONG_ACK) and its client rule (first_action) are PDDLEnv's, declared on its class.
-INSTRUCTION["pddl"] = """\
+INSTRUCTION["pddlgym"] = """\
 You are a robot that solves classical planning problems step by step. Each problem comes from one of three domains:
 
 Gripper: a robot, Robby, moves balls between rooms with its two grippers (left and right). Actions:

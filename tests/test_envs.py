@@ -206,8 +206,10 @@ FACTS = {
     "wordle": ("held-in", "Wordle", 8, "rate", 100, 0, True),
     "academia": ("held-out", "Academic", 12, "rate", 100, 0, False),
     "sheet": ("held-out", "Sheet", 15, "mean", 100, 0, False),
-    "jericho": ("held-out", "Jericho", 20, "progress", 100, 0, False),
+    "jericho": ("held-out", "Jericho", 30, "progress", 100, 0, True),
     "pddl": ("held-out", "PDDL", 30, "progress", 100, 0, True),
+    # the offline stand-in on pddlgym's problem files: in no split, never the paper's PDDL column
+    "pddlgym": (None, "PDDL (pddlgym)", 30, "progress", 100, 0, True),
 }
 
 
@@ -222,10 +224,10 @@ def test_every_env_declares_the_papers_facts_on_its_class():
         assert got == want, name
         assert cls.ack == ("Ok." if name in ("webshop", "weather", "movie", "todo", "academia", "sheet")
                            else envs.ACK), name
-    assert envs.names("held-in") == list(FACTS)[:10] and envs.names("held-out") == list(FACTS)[10:]
-    assert envs.BUILTIN == ("babyai", "maze", "sciworld", "textcraft", "wordle", "pddl")
+    assert envs.names("held-in") == list(FACTS)[:10] and envs.names("held-out") == list(FACTS)[10:14]
+    assert envs.BUILTIN == ("babyai", "maze", "sciworld", "textcraft", "wordle", "jericho", "pddl", "pddlgym")
     assert envs.MAX_ROUNDS == {"webshop": 10, "alfworld": 30, "textcraft": 20, "sciworld": 30, "wordle": 8,
-                               "maze": 15, "babyai": 20, "pddl": 30, "weather": 10, "movie": 12, "todo": 15,
+                               "maze": 15, "babyai": 20, "pddlgym": 30, "weather": 10, "movie": 12, "todo": 15,
                                "academia": 12, "sheet": 15}
     # success rules: full reward, 100 on SciWorld's scale, any reward on BabyAI; a stand-in env gets the default
     assert [success("babyai", r) for r in (0.0, 0.01, 1.0)] == [False, True, True]
@@ -282,12 +284,6 @@ def test_builtins_act_on_their_own_parse_action():
     env = Solar()
     env.reset(3)
     assert env.step("Action: qqqqq")[0] != "invalid word"
-
-
-def test_jericho_has_facts_only():
-    for server in (None, "http://127.0.0.1:9"):
-        with pytest.raises(ValueError, match="jericho: no client in this project yet"):
-            make_env("jericho", server=server)
 
 
 def test_http_client_speaks_webshop_and_tool_env_protocols():

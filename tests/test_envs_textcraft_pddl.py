@@ -1,4 +1,5 @@
-"""Built-in TextCraft (held-in; recipes from minecraft-data) and PDDL (held-out; pddlgym's problems, pyperplan)
+"""Built-in TextCraft (held-in; recipes from minecraft-data) and pddlgym (the offline PDDL stand-in; pddlgym's
+problems, pyperplan; AgentBoard's PDDL is tests/test_agentboard.py)
 environments and their experts.
 
     python -m pytest -q tests/test_envs_textcraft_pddl.py
@@ -111,7 +112,7 @@ def first_observations_in_subprocess(name, tasks, seed):
     return out.stdout
 
 
-@pytest.mark.parametrize("name,tasks", [("textcraft", [0, 1, 2, 57, 99, 300]), ("pddl", [0, 25, 70, 130])])
+@pytest.mark.parametrize("name,tasks", [("textcraft", [0, 1, 2, 57, 99, 300]), ("pddlgym", [0, 25, 70, 130])])
 def test_first_observations_do_not_depend_on_hash_seed(name, tasks):
     pytest.importorskip("minecraft_data" if name == "textcraft" else "pyperplan")
     a, b = (first_observations_in_subprocess(name, tasks, seed) for seed in (1, 2))
@@ -144,8 +145,8 @@ def test_textcraft_bundled_data_replays_and_is_disjoint_from_test_ids(tc):
 @pytest.fixture(scope="module")
 def pd():
     pytest.importorskip("pyperplan")
-    from envs.pddl import PDDLEnv
-    return PDDLEnv()
+    from envs.pddl import PDDLGymEnv
+    return PDDLGymEnv()
 
 
 def test_pddl_progress_rate_gripper(pd):
@@ -209,7 +210,7 @@ def test_pddl_invalid_actions_explain_and_change_nothing(pd):
 def test_pddl_expert_solves_test_ids(pd):
     """The full test set is measured with evaluate.py (data/README.md); here a spread of fast ones per domain."""
     from envs.pddl import problem_of
-    ids = load_test_ids("pddl")
+    ids = load_test_ids("pddlgym")
     assert {problem_of(t)[0] for t in ids} == {"gripper", "blocksworld", "ferry"}
     folder = lambda t: problem_of(t)[1].split("/")[0]
     pick = [t for t in ids if folder(t) in ("blocks", "blocks_test")]                    # ~0.1 s each
@@ -222,7 +223,7 @@ def test_pddl_expert_solves_test_ids(pd):
 
 
 # ---------------------------------------------------------------- over HTTP
-@pytest.mark.parametrize("name,tasks", [("textcraft", [0, 2, 77]), ("pddl", [0])])
+@pytest.mark.parametrize("name,tasks", [("textcraft", [0, 2, 77]), ("pddlgym", [0])])
 def test_http_server_gives_identical_episodes(name, tasks):
     pytest.importorskip("minecraft_data" if name == "textcraft" else "pyperplan")
     from envs import make_env
