@@ -5,8 +5,8 @@ how much of the training signal do they keep?
     python analyze.py out/select/*.jsonl --tokenizer Llama-3.1-8B-Instruct      # + the share of loss tokens
     python analyze.py out/oracle.jsonl out/ppl.jsonl --json out/compare.json    # + the numbers as JSON
 
-Per file, and per env of the file (the env is the item_id without its task number: maze_3 -> maze, also with an
-AgentEval prefix such as lmrlgym_maze_3 -> maze):
+Per file, and per env of the file (the env of an item_id by trajectory.split_item_id: maze_3 -> maze, also with
+AgentGym's prefixes, lmrlgym_maze_3 -> maze, tool_weather_5 -> weather; an id it cannot read is an error):
   m            the selection ratio the selector was given (selection.ratio)
   steps share  selected steps / all steps: the ratio actually realised. The budget k = max(1, floor(m * T)) of a
                T-step trajectory makes it differ from m: short trajectories get floor(m * T) < 1 and are raised to k = 1
@@ -32,20 +32,9 @@ from itertools import combinations
 
 import trajectory
 
-PREFIXES = ("lmrlgym_", "tool_")  # AgentEval / AgentTraj-L env prefixes
-
-
-def env_of(item_id):
-    env = str(item_id).rsplit("_", 1)[0]
-    for p in PREFIXES:
-        if env.startswith(p) and len(env) > len(p):
-            return env[len(p):]
-    return env
-
-
 def load(path):
-    """{item_id: dict(steps, critical, selection, record)} of a selection file; a file with no critical_steps at
-    all is the complete selection (every step, m = 1)."""
+    """{item_id: dict(env, steps, critical, selection, record)} of a selection file; a file with no critical_steps
+    at all is the complete selection (every step, m = 1)."""
     if os.path.isdir(path):
         raise trajectory.RecordError(f"{path}: is a folder, not a selection file")
     out, plain = {}, []
@@ -55,10 +44,14 @@ def load(path):
             raise trajectory.RecordError(f"{path}: record {n} (item_id {rec['item_id']!r}) "
                                          f"{'has' if has else 'has no'} 'critical_steps' unlike the records before "
                                          f"it: a file is either a selection or plain data")
+        try:
+            env = trajectory.split_item_id(rec["item_id"])[0]
+        except ValueError as e:
+            raise trajectory.RecordError(f"{path}: record {n}: {e}") from None
         steps = trajectory.step_indices(rec)
         if not has:
             plain.append(n)
-        out[rec["item_id"]] = {"steps": steps, "critical": rec["critical_steps"] if has else steps,
+        out[rec["item_id"]] = {"env": env, "steps": steps, "critical": rec["critical_steps"] if has else steps,
                                "selection": rec.get("selection") or ({} if has else
                                                                       {"method": "complete", "ratio": 1.0}),
                                "record": rec}
@@ -223,7 +216,7 @@ def summaries(data, bins, tokenizer, max_length):
         per_file.append(summarize(f, d, bins, tokenizer, max_length))
         by_env = defaultdict(dict)
         for item, x in d.items():
-            by_env[env_of(item)][item] = x
+            by_env[x["env"]][item] = x
         for env in sorted(by_env):
             per_env.append({"env": env, **summarize(f, by_env[env], bins, tokenizer, max_length)})
     return per_file, per_env

@@ -82,7 +82,7 @@ def selection_of(records, base_model=None):
     when every record's `selection` agrees on method, ratio and selector model; method "complete" (ratio 1.0)
     when no record has one (AgentTraj-L itself: every step trains); None when they disagree (a mixed training set
     names no single row)."""
-    from tasks import split_item_id
+    from trajectory import split_item_id
     kinds = {(s.get("method"), s.get("ratio"), s.get("model")) if isinstance(s, dict) else None
              for s in (rec.get("selection") for rec in records)}
     if kinds == {None}:

@@ -50,15 +50,15 @@ import agent
 import runs
 from envs import BUILTIN, MAX_ROUNDS, make_env
 from report import ROW_OF_METHOD, add_report_flags, episode_id, report
-from tasks import read_task_file, split_item_id, task_range
+from tasks import read_task_file, task_range
 from runs import OutputBusy, append_record, open_resumable
-from trajectory import RecordError, iter_records, step_indices, validate_record
+from trajectory import RecordError, env_task, iter_records, split_item_id, step_indices, validate_record
 
 # settings that change what an episode does: a rerun into the same output must keep them (or pass --force)
 # (paths by what they name, runs.identity: a moved or copied output folder still resumes)
 COMPARE = ("env", "env_server", "policy", "model_id", "label", "temperature", "max_rounds", "max_new_tokens",
-           "max_context", "instruction_from_id", "from_critical_id", "dtype")
-PATHS = ("model", "instruction_from", "from_critical")
+           "max_context", "instruction_from_id", "from_critical_id", "agentboard_data_id", "dtype")
+PATHS = ("model", "instruction_from", "from_critical", "agentboard_data")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -194,7 +194,7 @@ def critical_jobs(path, only_env=None):
         if "critical_steps" not in rec:
             raise RecordError(f"{where}: no 'critical_steps' (not a selection file)")
         try:
-            env, task = split_item_id(rec["item_id"])
+            env, task = env_task(rec)  # the record's own task_id, when it has one
         except ValueError as e:
             raise RecordError(f"{where}: {e}") from None
         if only_env is not None and env != only_env:
@@ -268,6 +268,9 @@ def get_args(argv=None):
     ap.add_argument("--env", help=f"environment: built-in {', '.join(BUILTIN)}; with --env-server any AgentGym "
                                   f"environment ({', '.join(MAX_ROUNDS)})")
     ap.add_argument("--env-server", default=None, help="AgentGym environment server URL (default: built-in env)")
+    ap.add_argument("--agentboard-data", default=os.environ.get("ATLAS_AGENTBOARD_DATA"), metavar="DIR",
+                    help="AgentBoard's data folder, unpacked inside a clone of AgentBoard's code, for the held-out "
+                         "jericho and pddl (default: $ATLAS_AGENTBOARD_DATA; docs/ENVIRONMENTS.md)")
     ap.add_argument("--tasks", default=None, help="half-open range of task ids A:B (default for built-in envs: "
                                                   "the ids in data/<env>_test_ids.txt)")
     ap.add_argument("--task-file", default=None, help="task ids: one per line, or a JSON list / JSONL of objects "
@@ -359,6 +362,8 @@ def task_list(env, name, tasks=None, task_file=None, env_server=None):
             raise SystemExit(f"--tasks A:B or --task-file is required with --env-server (the {name} server "
                              f"knows its tasks)")
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", f"{name}_test_ids.txt")
+        if not os.path.exists(path) and env.task_ids() is not None:  # AgentBoard's envs: every task of its data
+            path, tasks = None, f"0:{len(env.task_ids())}"
     if path is not None:
         ids, other = read_task_file(path, name)
     else:
@@ -430,6 +435,8 @@ def env_factory(name, env_server=None, instruction_path=None):
 
 def main(argv=None):
     args = get_args(argv)
+    if args.agentboard_data:  # the envs read it from the environment (envs/agentboard.py)
+        os.environ["ATLAS_AGENTBOARD_DATA"] = os.path.abspath(args.agentboard_data)
     try:
         if args.report is not None:
             return report(args)

@@ -1,17 +1,14 @@
-"""Which tasks an evaluation plays: a task-id range, a task file (one id per line; AgentEval's test files and
-AgentTraj-L as JSON lists or JSONL of records with an "item_id"), and the rule item_id -> (env, task id), which
-knows AgentGym's env prefixes ("lmrlgym_maze_3", "tool_weather_5"). Shared by evaluate.py and the driver's
-scripts; standard library and the env registry only.
+"""Which tasks an evaluation plays: a task-id range, or a task file (one id per line; AgentEval's test files and
+AgentTraj-L as JSON lists or JSONL of records with an "item_id"), read with the one item-id rule
+(trajectory.split_item_id, re-exported here: it knows AgentGym's env prefixes, "lmrlgym_maze_3", "tool_weather_5").
+Shared by evaluate.py and the driver's scripts; standard library only.
 """
 import json
 import os
 import re
 from collections import Counter
 
-from envs import REGISTRY
-from trajectory import RecordError
-
-KNOWN_ENVS = set(REGISTRY)
+from trajectory import RecordError, env_task, split_item_id  # noqa: F401  (split_item_id: re-exported)
 
 
 def task_range(text):
@@ -23,17 +20,6 @@ def task_range(text):
     if not 0 <= a < b:
         raise ValueError(f"--tasks {text}: an empty or negative range (need 0 <= A < B)")
     return range(a, b)
-
-
-def split_item_id(item_id):
-    """(env, task id) of an item id "<env>_<int>", also with the env prefix AgentEval and AgentTraj-L use for some
-    envs ("lmrlgym_maze_3" -> ("maze", 3), "tool_weather_5" -> ("weather", 5)). Raises ValueError."""
-    head, _, tail = str(item_id).rpartition("_")
-    if not head or not re.fullmatch(r"-?\d+", tail):
-        raise ValueError(f"item_id {item_id!r} is not <env>_<task id>")
-    if head not in KNOWN_ENVS and head.rpartition("_")[2] in KNOWN_ENVS:
-        head = head.rpartition("_")[2]
-    return head, int(tail)
 
 
 def read_task_file(path, env_name):
@@ -94,11 +80,15 @@ def task_file_entries(path):
 
 
 def entry_task(x, env_name, where):
-    """(env, task id) of one task-file entry: a task id of `env_name`, an item id, or an object with an item_id."""
+    """(env, task id) of one task-file entry: a task id of `env_name`, an item id, or a record (an object with an
+    item_id, and maybe its own task_id: trajectory.env_task)."""
     if isinstance(x, dict):
         if "item_id" not in x:
             raise RecordError(f"{where}: no 'item_id'")
-        x = x["item_id"]
+        try:
+            return env_task(x)
+        except ValueError as e:
+            raise RecordError(f"{where}: not a task id ({e})") from None
     try:
         if isinstance(x, bool) or not isinstance(x, (int, str)):
             raise ValueError(f"expected a task id or an item id, got {x!r}")

@@ -22,16 +22,62 @@ Files are JSONL (one record per line) or, for AgentTraj-L as published, one JSON
 and validating it, and its tokenisation into steps. How a stage writes its output is runs.py; where the compute
 runs is devices.py. At import this module needs only the standard library, so that `select.py` starts fast:
 torch and tokenizers are imported inside the functions that need them.
+
+Which env and task a record is: `split_item_id` (the one item-id rule, AgentGym's prefixes included) and
+`env_task` (the same, with a record's own "task_id" field first).
 """
 import json
 import math
 import os
+import re
 
 ROLES = ("human", "gpt")
 
 
 class RecordError(ValueError):
     """Bad input: the message names the file, the line or record number, and the problem."""
+
+
+# ----------------------------------------------------------------------------- item ids: which env, which task
+
+# AgentGym names a record "<env>_<task id>" ("webshop_5238", "babyai_4"), but for the envs that share a server
+# package it puts the package in front: LMRL-Gym's maze and wordle are "lmrlgym_maze_12", "lmrlgym_wordle_3", and
+# AgentBoard's tool envs (weather, movie, todo, academia, sheet) "tool_weather_5". The prefixes are the names of
+# AgentTraj-L's and AgentEval's files (lmrlgym_maze_train.json, tool_weather_test.json; the file lists in
+# WooooDyy/AgentGym agentenv/examples/agentevol/train_agentevol_multi_task.sh and on the Hugging Face data cards).
+AGENTGYM_PREFIXES = ("lmrlgym_", "tool_")
+ITEM_ID = re.compile(r"([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)_([0-9]+)")  # env: lowercase words, then the task number
+
+
+def split_item_id(item_id):
+    """(env, task id) of an item id: "maze_3" -> ("maze", 3), "lmrlgym_maze_12" -> ("maze", 12),
+    "tool_weather_5" -> ("weather", 5). The one rule every stage uses; whether the env is registered is the
+    caller's question. ValueError (one line) for an id that is not "[prefix]<env>_<task id>"."""
+    m = ITEM_ID.fullmatch(item_id) if isinstance(item_id, str) else None
+    if m is None:
+        raise ValueError(f"item_id {item_id!r} is not <env>_<task id> (e.g. babyai_12, lmrlgym_maze_3, "
+                         f"tool_weather_5)")
+    env = m.group(1)
+    for prefix in AGENTGYM_PREFIXES:
+        if env.startswith(prefix) and len(env) > len(prefix):
+            env = env[len(prefix):]
+            break
+    return env, int(m.group(2))
+
+
+def env_task(rec):
+    """(env, task id) of a record: the env from its item_id (split_item_id), the task id from its own "task_id"
+    field when it has one (a non-negative integer, or its digits), else from the item_id. ValueError otherwise."""
+    env, task = split_item_id(rec.get("item_id"))
+    if "task_id" in rec:
+        t = rec["task_id"]
+        if isinstance(t, str) and re.fullmatch(r"[0-9]+", t):
+            t = int(t)
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ValueError(f"item_id {rec['item_id']!r}: field 'task_id' must be a non-negative integer, got "
+                             f"{json.dumps(t)[:40]}")
+        task = t
+    return env, task
 
 
 # ----------------------------------------------------------------------------- reading and validation

@@ -36,16 +36,19 @@ trajectories run together, --concurrency at a time (agent.run_episodes: one batc
     python value_estimate.py --input data/wordle_train.jsonl --output out/value_wordle.jsonl --env wordle \
         --policy hf --model out/sft --concurrency 16
 
-Records are matched to tasks by item_id "<env>_<task id>" (AgentGym's naming) or a "task_id" field. Every
-rollout first checks that the replay reproduces the recorded observations; a mismatch stops the run (the env's
-reset is then not deterministic for that task id, or the data comes from another env version). Output: one record
-per trajectory via trajectory.with_selection, selection = {"method": "value", "rollouts", "gamma", "threshold",
-"values": {step: V}, "r_s": {step: r_s}, "delta": {step: delta}, ...}; resumable per trajectory.
+Records are matched to tasks by trajectory.env_task: the env and task id of item_id "<env>_<task id>" (AgentGym's
+naming, its prefixes too: lmrlgym_maze_12, tool_weather_5), or the record's own "task_id" field. On a file of
+several envs (AgentTraj-L, the driver's training set) the records of the others are skipped and counted; an
+item_id the rule cannot read stops the run, naming the record. Every rollout first checks that the replay
+reproduces the recorded observations; a mismatch stops the run (the env's reset is then not deterministic for that
+task id, or the data comes from another env version). Output: one record per trajectory via
+trajectory.with_selection, selection = {"method": "value", "rollouts", "gamma", "threshold", "values": {step: V},
+"r_s": {step: r_s}, "delta": {step: delta}, ...}; resumable per trajectory.
 """
 import argparse
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from tqdm import tqdm
 
@@ -64,14 +67,15 @@ DETERMINISTIC_RESET = {"server": {"babyai", "weather", "maze", "wordle"}, "built
 
 
 def task_id_of(rec, env_name):
-    """The env task id of a record: its "task_id" field, or the number in item_id "<env>_<id>"."""
-    if "task_id" in rec:
-        return int(rec["task_id"])
-    prefix, _, num = str(rec["item_id"]).rpartition("_")
-    if prefix.lower() != env_name.lower() or not num.isdigit():
-        raise trajectory.RecordError(f"item_id {rec['item_id']!r}: expected '{env_name}_<task id>' (or a 'task_id' "
-                                     f"field) to know which {env_name} task to reset")
-    return int(num)
+    """The task id to reset for a record of env `env_name` (trajectory.env_task; any env when `env_name` is empty);
+    RecordError for a record of another env or an item_id the rule cannot read."""
+    try:
+        env, task = trajectory.env_task(rec)
+    except ValueError as e:
+        raise trajectory.RecordError(str(e)) from None
+    if env_name and env != env_name:
+        raise trajectory.RecordError(f"item_id {rec['item_id']!r} is a record of env {env!r}, not {env_name!r}")
+    return task
 
 
 def expert_turns(rec):
@@ -204,10 +208,11 @@ def get_args(argv=None):
     p.add_argument("--output", required=True, help="output JSONL (resumable per trajectory)")
     p.add_argument("--force", action="store_true", help="write into an output made with other settings (env, "
                                                         "policy, model, rollouts, gamma, threshold, criterion)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N input records (smoke tests)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N records of --env (smoke tests)")
     # ---- environment
     p.add_argument("--env", required=True, help=f"environment name: built-in {', '.join(BUILTIN)}, or an AgentGym "
-                                                f"env with --env-server")
+                                                f"env with --env-server; records of other envs in --input are "
+                                                f"skipped and counted")
     p.add_argument("--env-server", default=None, help="AgentGym environment server URL (default: the built-in env)")
     p.add_argument("--assume-deterministic-reset", action="store_true",
                    help="run on a server env not known to reset deterministically (the replay check still runs)")
@@ -262,14 +267,33 @@ def check_args(args):
 
 
 def read_input(args):
-    """The records to estimate, each checked to name its task and to be replayable (RecordError if not)."""
-    records = trajectory.read_records(args.input)[:args.limit]
-    for n, rec in enumerate(records, 1):
+    """(the records of --env to estimate, each checked to name its task and to be replayable, Counter of the
+    records of other envs skipped). RecordError naming the record for an item_id the rule cannot read (its env is
+    unknown, so it is never skipped) or a record of --env that cannot be replayed."""
+    records, other = [], Counter()
+    for n, rec in enumerate(trajectory.read_records(args.input), 1):
         try:
-            task_id_of(rec, args.env), expert_turns(rec)
-        except trajectory.RecordError as e:
+            env, _ = trajectory.env_task(rec)
+            if env == args.env:
+                expert_turns(rec)
+        except ValueError as e:  # RecordError is a ValueError
             raise trajectory.RecordError(f"{args.input}: record {n}: {e}") from None
-    return records
+        if env != args.env:
+            other[env] += 1
+        elif args.limit is None or len(records) < args.limit:
+            records.append(rec)
+    if not records:
+        raise trajectory.RecordError(f"{args.input}: no record of env {args.env!r} (the file holds "
+                                     f"{', '.join(f'{e} {k}' for e, k in other.most_common())})")
+    return records, other
+
+
+def skipped_text(other):
+    """How the records of other envs are named in the summary lines."""
+    if not other:
+        return ""
+    counts = ", ".join(f"{e} {k}" for e, k in other.most_common())
+    return f"; {sum(other.values())} records of other envs skipped ({counts})"
 
 
 def max_rounds_of(args):
@@ -299,7 +323,7 @@ def main(argv=None):
     args = get_args(argv)
     try:  # every refusal is one line
         check_args(args)
-        records = read_input(args)
+        records, other = read_input(args)
         max_rounds = max_rounds_of(args)
         out = open_output(args, records)
     except (ValueError, runs.OutputBusy) as e:  # RecordError is a ValueError
@@ -307,8 +331,8 @@ def main(argv=None):
     (todo, policy), n_done = out.prepared, len(out.done)
     episodes, replay, lo, hi = count_cost(todo, args.rollouts, max_rounds)
     n_steps = sum(len(trajectory.step_indices(r)) for r in todo)
-    print(f"value estimate: {len(records)} trajectories, {n_done} already done, {len(todo)} to estimate "
-          f"({n_steps} steps) with {args.rollouts} rollouts per step and the start state")
+    print(f"value estimate: {len(records)} trajectories of {args.env}, {n_done} already done, {len(todo)} to "
+          f"estimate ({n_steps} steps) with {args.rollouts} rollouts per step and the start state{skipped_text(other)}")
     print(f"  needs {episodes} episodes (resets), {replay} replayed env steps, and between {lo} and {hi} policy "
           f"calls (= env steps of the rollouts; max {max_rounds} rounds per episode) at concurrency {args.concurrency}")
     stats = defaultdict(int)
@@ -334,7 +358,7 @@ def main(argv=None):
     print(f"wrote {stats['trajectories']} trajectories to {args.output}: {stats['selected']} of {stats['steps']} steps "
           f"critical ({stats['no_critical']} trajectories with none); {stats['episodes']} episodes, "
           f"{stats['policy_calls']} policy calls ({stats['policy_calls'] / max(dt, 1e-9):.1f}/s), "
-          f"{stats['policy_errors']} rollouts lost to policy errors, {dt:.0f} s")
+          f"{stats['policy_errors']} rollouts lost to policy errors, {dt:.0f} s{skipped_text(other)}")
 
 
 if __name__ == "__main__":
