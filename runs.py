@@ -291,9 +291,10 @@ def _scan_output(path, key):
     return done, good
 
 
-def check_output(path, inputs=()):
+def check_output(path, inputs=(), write=True):
     """`path` as a usable output file: not a directory, not one of the `inputs` (appending to the file being read
-    would read its own output), its folder creatable. Raises RecordError naming the problem; returns str(path)."""
+    would read its own output), its folder creatable (unless not `write`: a dry run that only reads what is
+    there). Raises RecordError naming the problem; returns str(path)."""
     path = str(path)
     if os.path.isdir(path):
         raise RecordError(f"{path}: is a directory; the output is a JSONL file")
@@ -301,6 +302,8 @@ def check_output(path, inputs=()):
         if other is not None and (os.path.realpath(path) == os.path.realpath(str(other)) or
                                   (os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other))):
             raise RecordError(f"{path}: the output is also an input ({other}); write to another file")
+    if not write:
+        return path
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # the folder is made when the output is opened; its nearest existing
         folder = os.path.dirname(folder)  # ancestor must be a writable folder

@@ -11,6 +11,8 @@ and trains every gpt turn).
     export OPENAI_API_KEY=...
     python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --dry-run
     python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --ratio 0.3 --concurrency 16
+    # the same requests through OpenAI's Batch API: half the price, results within 24 h (--dry-run --batch: $)
+    python select.py --input data/agenttraj_l.json --output out/atlas.jsonl --ratio 0.3 --batch
     # any OpenAI-compatible server; small local models answer reliably only in (schema-constrained) JSON
     vllm serve Qwen/Qwen2.5-72B-Instruct --tensor-parallel-size 4       # or llama.cpp's llama-server
     python select.py --input x.jsonl --output y.jsonl --base-url http://localhost:8000/v1 \
@@ -29,7 +31,10 @@ file; named indices that are not steps, repeats and those past the budget are dr
 in the record and in the final summary. Only what fails every item (a refused key, a server that cannot be reached)
 stops the run, with one line; the retries, the threads and the key's redaction are oracle.py. One run writes an
 output at a time (OUTPUT.lock), and a rerun with other settings (method, ratio, model, seed, reference) than
-OUTPUT.config.json is refused unless --force; the key is never written (only api_key_set).
+OUTPUT.config.json is refused unless --force; the key is never written (only api_key_set). With --batch the file
+and batch ids are kept in OUTPUT.batch.json (oracle.run_batches): a killed run resumes the same batches and never
+uploads or creates one twice; a batch's unusable answers go to the errors file, and a rerun (with or without
+--batch) asks for them again.
 """
 # `import select` from the project root (subprocess, asyncio, torch do it) finds this file, not the standard
 # library's module: hand that one over instead, and run nothing of the stage (below are only definitions).
@@ -64,14 +69,25 @@ def select_oracle(client, args, rec):
     floor(m * T)) of its T steps (m = --ratio, 30 % in the paper); its answer is parsed into at most k critical
     steps, and the output record trains on those alone. An answer that names no usable step is asked again
     (--parse-retries), then the item fails (ItemError): it never gets a made-up selection."""
+    prompt, schema, parse, k = oracle_request(args, rec)
+    reply = oracle.ask(client, prompt, parse, response_format=schema, model=args.model, max_tokens=args.max_tokens,
+                       parse_retries=args.parse_retries, max_retries=args.max_retries, backoff=args.backoff,
+                       where=args.base_url or "OpenAI")
+    return oracle_record(args, rec, k, reply)
+
+
+def oracle_request(args, rec):
+    """What the oracle is asked for `rec`: (prompt, response format or None, the parser of its answer, budget k).
+    The synchronous path and --batch both send this."""
     steps = trajectory.step_indices(rec)
     k = trajectory.budget(len(steps), args.ratio)
     parse = parse_text_answer if args.response_format == "text" else parse_json_answer
     schema = None if args.response_format == "text" else response_format_for(steps, args.response_format, k)
-    reply = oracle.ask(client, build_prompt(rec, k, args.response_format), lambda answer: parse(answer, steps, k),
-                       response_format=schema, model=args.model, max_tokens=args.max_tokens,
-                       parse_retries=args.parse_retries, max_retries=args.max_retries, backoff=args.backoff,
-                       where=args.base_url or "OpenAI")
+    return build_prompt(rec, k, args.response_format), schema, lambda answer: parse(answer, steps, k), k
+
+
+def oracle_record(args, rec, k, reply):
+    """The output record of `rec` from the oracle's usable answer (an oracle.Reply)."""
     kept, reasons, plan, dropped = reply.parsed
     return trajectory.with_selection(rec, kept, {
         "method": "oracle", "ratio": args.ratio, "budget": k, "model": args.model, "served_by": reply.served_by,
@@ -353,6 +369,11 @@ def get_args(argv=None):
     p.add_argument("--max-retries", type=int, default=8, help="retries of one request on 429/5xx/timeouts")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
     p.add_argument("--parse-retries", type=int, default=2, help="new requests when an answer names no usable step")
+    # ---- Batch API
+    p.add_argument("--batch", action="store_true",
+                   help="oracle: send the same requests through OpenAI's Batch API (half the price, results within "
+                   "24 h); the batch ids are kept in OUTPUT.batch.json, so a rerun resumes the same batches")
+    p.add_argument("--poll", type=float, default=60.0, help="--batch: seconds between two looks at the batches")
     # ---- cost
     p.add_argument("--dry-run", action="store_true", help="print requests, prompt tokens and cost; send nothing")
     p.add_argument("--price", help="USD per 1M input,output tokens for the estimate, e.g. 2.5,10 (default: table)")
@@ -369,6 +390,10 @@ def check_args(args):
                              ("--max-retries", args.max_retries, 0), ("--parse-retries", args.parse_retries, 0)]:
         if value < low:
             raise ValueError(f"{flag} must be at least {low}, got {value}")
+    if args.batch and args.method != "oracle":
+        raise ValueError(f"--batch sends the oracle's requests; --method {args.method} sends none")
+    if not 0 < args.poll < float("inf"):
+        raise ValueError(f"--poll must be a positive number of seconds, got {args.poll}")
     if not args.timeout > 0 or not 0 <= args.backoff < float("inf"):
         raise ValueError(f"--timeout must be positive and --backoff a number of seconds >= 0, got {args.timeout} "
                          f"and {args.backoff}")
@@ -381,7 +406,7 @@ def check_args(args):
             raise ValueError(f"--price takes two numbers, USD per 1M input and output tokens, e.g. 2.5,10; "
                              f"got {args.price!r}")
         args.price = price
-    runs.check_output(args.output, [args.input, args.reference])
+    runs.check_output(args.output, [args.input, args.reference], write=not args.dry_run)  # a dry run writes nothing
 
 
 def load_inputs(args):
@@ -410,6 +435,12 @@ def dry_run(args, todo, skipped):
         prompt_tokens += count(build_prompt(rec, k, args.response_format)) + 7  # + chat-format overhead
         answer_tokens += 150 + 60 * k  # rough: a plan plus one reason per step
     print(f"dry run: {len(todo)} trajectories to select, {skipped} already in {args.output}")
+    if args.batch:
+        pending = oracle.read_batch_state(args.output + ".batch.json") or {"batches": []}
+        sent = {i for b in pending["batches"] if not b.get("collected") for i in b["items"]}
+        todo = [r for r in todo if str(r["item_id"]) not in sent]
+        if sent:
+            print(f"{len(sent)} of them are in batches already sent (paid for): {len(todo)} to send")
     if args.method != "oracle":
         print(f"{args.method} selection sends no request: cost $0")
         return
@@ -422,6 +453,11 @@ def dry_run(args, todo, skipped):
     cost = prompt_tokens / 1e6 * price[0] + answer_tokens / 1e6 * price[1]
     print(f"estimated cost: ${cost:,.2f} at ${price[0]}/${price[1]} per 1M input/output tokens "
           f"({'--price' if args.price else args.model + ' list price'})")
+    if args.batch:
+        chunks, too_big = oracle.plan_batches([str(r["item_id"]) for r in todo], batch_line_of(args, todo))
+        print(f"Batch API (--batch): ${cost * oracle.BATCH_DISCOUNT:,.2f} ({oracle.BATCH_DISCOUNT:.0%} of the "
+              f"synchronous ${cost:,.2f}), in {len(chunks)} batches" +
+              (f"; {len(too_big)} requests too big for a batch file" if too_big else ""))
 
 
 def make_client(args):
@@ -454,12 +490,29 @@ def count(stats, rec, err):
     stats["categories"].update(str(r.get("category")) for r in sel.get("reasons", []))
 
 
+def new_stats():
+    return {"done": 0, "failed": 0, "share": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "short_by": 0,
+            "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter()}
+
+
+def write_result(out, errors, stats, rec, out_rec, err):
+    """One finished item: its record appended to the output, or (None, its ItemError) a line of the errors file."""
+    try:
+        if out_rec is not None:
+            out.append(out_rec)
+    except Exception as e:
+        out_rec, err = None, ItemError(f"could not be written: {type(e).__name__}: {e}")
+    if out_rec is None:
+        errors.write(json.dumps({"item_id": rec["item_id"], "reason": redact(err)}, ensure_ascii=False) + "\n")
+        errors.flush()
+    count(stats, out_rec, err)
+
+
 def select_all(args, client, todo, refs, out, errors):
     """Select every item of `todo` (--concurrency in flight for the oracle), each written, or sent to the errors
     file with its reason, the moment it is done. An item can only fail alone: any exception while selecting,
     checking or writing it puts it in the errors file. Returns (stats, the FatalError that stopped it or None)."""
-    stats = {"done": 0, "failed": 0, "share": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "short_by": 0,
-             "requests": 0, "dropped": collections.Counter(), "categories": collections.Counter()}
+    stats = new_stats()
     bar = tqdm(total=len(todo), desc="select", unit="traj", dynamic_ncols=True)
 
     def work(rec):
@@ -468,15 +521,7 @@ def select_all(args, client, todo, refs, out, errors):
         return out_rec
 
     def finish(rec, out_rec, err):  # one at a time: the pool holds its writer's lock
-        try:
-            if out_rec is not None:
-                out.append(out_rec)
-        except Exception as e:
-            out_rec, err = None, ItemError(f"could not be written: {type(e).__name__}: {e}")
-        if out_rec is None:
-            errors.write(json.dumps({"item_id": rec["item_id"], "reason": redact(err)}, ensure_ascii=False) + "\n")
-            errors.flush()
-        count(stats, out_rec, err)
+        write_result(out, errors, stats, rec, out_rec, err)
         bar.update(1)
         bar.set_postfix(failed=stats["failed"], refresh=False)
 
@@ -485,6 +530,42 @@ def select_all(args, client, todo, refs, out, errors):
                                       args.base_url or "OpenAI")
     finally:
         bar.close()
+
+
+def batch_line_of(args, todo):
+    """--batch: custom id (the item_id as text) -> the batch input line of that item's request."""
+    by_id = {str(r["item_id"]): r for r in todo}
+
+    def line_of(cid):
+        prompt, schema, _, _ = oracle_request(args, by_id[cid])
+        return oracle.batch_line(cid, oracle.chat_request(prompt, model=args.model, max_tokens=args.max_tokens,
+                                                          response_format=schema))
+    return line_of
+
+
+def select_batch(args, client, todo, out, errors):
+    """--batch: the requests of select_oracle, one answer each, through the Batch API (oracle.run_batches); each
+    answer is parsed and written as select_all writes it. An unusable answer or a failed request goes to the
+    errors file (a rerun, with or without --batch, asks again). Returns (stats, the FatalError or None)."""
+    stats, by_id = new_stats(), {str(r["item_id"]): r for r in todo}
+
+    def finish(cid, body, err):
+        rec, out_rec = by_id[cid], None
+        if err is None:
+            try:
+                _, _, parse, k = oracle_request(args, rec)
+                out_rec = oracle_record(args, rec, k, oracle.batch_reply(body, parse))
+                trajectory.validate_record(out_rec, "the selected record")
+            except ItemError as e:
+                err = e
+            except Exception as e:  # a selector's bug fails its item, not the run
+                err = ItemError(f"{type(e).__name__}: {e}")
+        write_result(out, errors, stats, rec, out_rec, err)
+
+    settings = {k: getattr(args, k) for k in ("model", "ratio", "response_format", "max_tokens")}
+    return stats, oracle.run_batches(client, args.output + ".batch.json", list(by_id), batch_line_of(args, todo),
+                                     finish, settings=settings, poll=args.poll, max_retries=args.max_retries,
+                                     backoff=args.backoff, where=args.base_url or "OpenAI")
 
 
 def summarise(args, client, stats, skipped, elapsed):
@@ -513,6 +594,10 @@ def main(argv=None):
             done = runs.done_keys(args.output)
             todo = [r for r in records if r["item_id"] not in done]
             return dry_run(args, todo, len(records) - len(todo))
+        pending = oracle.pending_batch_items(args.output + ".batch.json") if args.method == "oracle" else 0
+        if pending and not args.batch:
+            raise ValueError(f"{args.output}.batch.json: {pending} requests are in Batch API batches not collected "
+                             f"yet (paid for): rerun with --batch to collect them, or remove the file to give them up")
         client = make_client(args)
         config = {k: v for k, v in vars(args).items() if k != "force"}
         config["api_key"] = os.environ.get("OPENAI_API_KEY", "") if client else ""  # kept as api_key_set, never as is
@@ -528,12 +613,14 @@ def main(argv=None):
     todo = [r for r in records if r["item_id"] not in out.done]
     skipped = len(records) - len(todo)
     print(f"select.py: {args.method}, {len(records)} trajectories in {args.input}: {skipped} already done in "
-          f"{args.output}, {len(todo)} to select" + (f" with {args.model} at {args.base_url or 'OpenAI'}, "
-                                                      f"{args.concurrency} in flight" if client else ""))
+          f"{args.output}, {len(todo)} to select" + (f" with {args.model} at {args.base_url or 'OpenAI'}, " +
+                                                      ("through the Batch API" if args.batch else
+                                                       f"{args.concurrency} in flight") if client else ""))
     t0 = time.time()
     try:
         try:
-            stats, fatal = select_all(args, client, todo, refs, out, errors)
+            stats, fatal = (select_batch(args, client, todo, out, errors) if args.batch else
+                            select_all(args, client, todo, refs, out, errors))
         finally:
             out.close()
             errors.close()
@@ -548,7 +635,7 @@ def main(argv=None):
     summarise(args, client, stats, skipped, time.time() - t0)
     if stats["failed"]:
         raise SystemExit(f"select.py: {stats['failed']} trajectories failed, reasons in {args.output}.errors.jsonl; "
-                         f"rerun the same command to retry them")
+                         f"rerun the same command to retry them" + (" (also without --batch)" if args.batch else ""))
 
 
 if __name__ == "__main__":
