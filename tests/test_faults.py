@@ -195,6 +195,21 @@ def test_evaluate_full_disk_one_line_naming_the_file_then_the_rerun_finishes(dis
     assert sorted(x["item_id"] for x in jsonl(traj)) == sorted(f"maze_{i}" for i in range(25))
 
 
+def test_evaluate_report_png_goes_beside_the_results(tmp_path):
+    """--report without --report-png draws beside the first results file, not into the current folder."""
+    out = tmp_path / "res" / "maze.jsonl"
+    out.parent.mkdir()
+    r = subprocess.run(evaluate_cmd(out), cwd=ROOT, env=QUIET, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    r = subprocess.run([PY, os.path.join(ROOT, "evaluate.py"), "--report", str(out)], cwd=cwd, env=QUIET,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not (cwd / "results").exists() and list(cwd.iterdir()) == []
+    assert (out.parent / "table1.png").exists()
+
+
 # ----------------------------------------------------------------------------- train.py
 
 def train_cmd(data, model, out, *more):
