@@ -58,7 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from envs import ACK, success as is_success
-from trajectory import chat_messages
+from trajectory import chat_messages, use_template_kwargs
 
 
 class PolicyError(RuntimeError):
@@ -226,10 +226,12 @@ class ExpertPolicy:
 
 
 def make_policy(kind, model=None, base_url="http://127.0.0.1:8000/v1", api_key="EMPTY", max_new_tokens=512,
-                max_context=4096, temperature=0.0, timeout=120.0, dtype="auto"):
+                max_context=4096, temperature=0.0, timeout=120.0, dtype="auto", template_kwargs=None):
     """The policy of evaluate.py and value_estimate.py: "expert", "openai" (model = the served name, or the
     served local folder, whose tokenizer then counts prompt tokens) or "hf" (model = a local folder). Bad settings
-    raise ValueError with one line, before any weights are loaded."""
+    raise ValueError with one line, before any weights are loaded. `template_kwargs` (--chat-template-kwargs)
+    go to every render of the chat template: the local tokenizer's, and a served model's as vLLM's
+    chat_template_kwargs."""
     if kind == "expert":
         return ExpertPolicy()
     if kind not in ("openai", "hf"):
@@ -245,11 +247,14 @@ def make_policy(kind, model=None, base_url="http://127.0.0.1:8000/v1", api_key="
         raise ValueError(f"--temperature must be >= 0, got {temperature}")
     if kind == "openai":
         tokenizer = load_chat_tokenizer(model) if os.path.isdir(model) else None
-        return OpenAIPolicy(model, base_url, api_key, max_tokens=max_new_tokens, temperature=temperature,
-                            timeout=timeout, max_context=max_context, tokenizer=tokenizer)
+        policy = OpenAIPolicy(model, base_url, api_key, max_tokens=max_new_tokens, temperature=temperature,
+                              timeout=timeout, max_context=max_context,
+                              tokenizer=tokenizer and use_template_kwargs(tokenizer, template_kwargs))
+        policy.template_kwargs = dict(template_kwargs or {})
+        return policy
     if dtype not in ("auto", "bfloat16", "float32"):
         raise ValueError(f"--dtype {dtype!r}: expected auto, bfloat16 or float32")
-    tokenizer = load_chat_tokenizer(model)
+    tokenizer = use_template_kwargs(load_chat_tokenizer(model), template_kwargs)
     from hf_policy import HFPolicy
     return HFPolicy(model, max_new_tokens=max_new_tokens, max_context=max_context, temperature=temperature,
                     dtype=dtype, tokenizer=tokenizer)
@@ -324,7 +329,7 @@ class OpenAIPolicy:
         self.pool = ThreadPoolExecutor(workers)
         if server_extras is None:
             server_extras = urlparse(base_url).hostname != "api.openai.com"
-        self.server_extras, self.top_k_off = server_extras, 0
+        self.server_extras, self.top_k_off, self.template_kwargs = server_extras, 0, {}
 
     def fields(self, temperature, max_tokens):
         """The decoding fields of one request (see the class docstring)."""
@@ -333,6 +338,8 @@ class OpenAIPolicy:
         if self.server_extras:
             out["extra_body"] = {"top_k": self.top_k_off, "min_p": 0.0, "repetition_penalty": 1.0,
                                  "repeat_penalty": 1.0}
+            if self.template_kwargs:  # vLLM renders the chat template with these (evaluate.py --chat-template-kwargs)
+                out["extra_body"]["chat_template_kwargs"] = self.template_kwargs
         return out
 
     def count_tokens(self, messages):

@@ -52,12 +52,14 @@ from envs import BUILTIN, MAX_ROUNDS, make_env
 from report import ROW_OF_METHOD, add_report_flags, episode_id, report
 from tasks import read_task_file, task_range
 from runs import OutputBusy, append_record, open_resumable
-from trajectory import RecordError, env_task, iter_records, split_item_id, step_indices, validate_record
+from trajectory import (RecordError, env_task, iter_records, split_item_id, step_indices, template_kwargs,
+                        validate_record)
 
 # settings that change what an episode does: a rerun into the same output must keep them (or pass --force)
 # (paths by what they name, runs.identity: a moved or copied output folder still resumes)
 COMPARE = ("env", "env_server", "policy", "model_id", "label", "temperature", "max_rounds", "max_new_tokens",
-           "max_context", "instruction_from_id", "from_critical_id", "agentboard_data_id", "dtype")
+           "max_context", "instruction_from_id", "from_critical_id", "agentboard_data_id", "dtype",
+           "chat_template_kwargs")
 PATHS = ("model", "instruction_from", "from_critical", "agentboard_data")
 
 
@@ -255,7 +257,8 @@ def from_critical(args, policy=None):
 def open_output(args, config, key, policy=None):
     """The results file, opened (runs.open_output: lock, settings check, resume), with the policy built only once
     the output is sure to be ours (.prepared): a run refused on the way leaves no empty output or config behind."""
-    config = {**config, **{f"{k}_id": runs.identity(getattr(args, k)) for k in PATHS}}
+    config = {**config, **{f"{k}_id": runs.identity(getattr(args, k)) for k in PATHS},
+              "chat_template_kwargs": template_kwargs(args.chat_template_kwargs)}
     return runs.open_output(args.output, config, COMPARE, force=args.force, key=key,
                             also_lock=[args.save_trajectories], prepare=lambda done: policy or make_policy(args))
 
@@ -299,6 +302,10 @@ def get_args(argv=None):
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                     help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
+    ap.add_argument("--chat-template-kwargs", default=None,
+                    help="template variables for every render of the chat template, as JSON (e.g. "
+                    "'{\"enable_thinking\": false}' for Qwen3); give train.py, perplexity.py, evaluate.py and "
+                    "value_estimate.py the same")
     # ---- run
     ap.add_argument("--concurrency", type=int, default=8, help="episodes run at once (batch size for hf)")
     ap.add_argument("--output", default=None, help="results JSONL (appended; done episodes are skipped)")
@@ -393,7 +400,8 @@ def make_policy(args):
     try:  # one place for every stage's policy settings, checked before any weight loads (decoding pinned there)
         return agent.make_policy(args.policy, model=args.model, base_url=args.base_url, api_key=args.api_key,
                                  max_new_tokens=args.max_new_tokens, max_context=args.max_context,
-                                 temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype)
+                                 temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype,
+                                 template_kwargs=template_kwargs(args.chat_template_kwargs))
     except (ValueError, OSError) as e:
         raise SystemExit(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 

@@ -159,6 +159,10 @@ def get_args(argv=None):
     # ---- model
     p.add_argument("--model", required=True, help="base model path or name (the model ATLaS fine-tunes)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path (default: --model)")
+    p.add_argument("--chat-template-kwargs", default=None,
+                   help="template variables for every render of the chat template, as JSON (e.g. "
+                   "'{\"enable_thinking\": false}' for Qwen3); give train.py, perplexity.py, evaluate.py and "
+                   "value_estimate.py the same")
     p.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto",
                    help="weights dtype: auto = bf16 on a GPU (or a CPU) with native bf16, else float32 "
                         "(log-softmax is always fp32)")
@@ -196,6 +200,7 @@ def load_model(args, device, dtype):
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(f"{args.tokenizer or args.model}: the tokenizer has no chat_template; steps are scored on "
                          f"the model's own chat template (use an instruct/chat model folder)")
+    trajectory.use_template_kwargs(tokenizer, trajectory.template_kwargs(args.chat_template_kwargs))
     try:
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device).eval()
     except (OSError, ValueError) as e:
@@ -216,10 +221,12 @@ def setup(args, rank, world, device):
     config = {**{k: v for k, v in vars(args).items() if k != "force"}, "world_size": world,
               "dtype_resolved": str(dtype), "dtype_reason": why,
               # the model by what it is, not where (runs.identity): a moved or copied output folder still resumes
-              "model_id": runs.identity(args.model), "tokenizer_id": runs.identity(args.tokenizer)}
+              "model_id": runs.identity(args.model), "tokenizer_id": runs.identity(args.tokenizer),
+              "chat_template_kwargs": trajectory.template_kwargs(args.chat_template_kwargs)}
     # one writer per output: rank 0 owns OUTPUT (the other ranks write nothing before meeting rank 0 at the first
     # barrier, and torchrun stops them when rank 0 refuses)
-    out = runs.open_output(args.output, config, ["model_id", "tokenizer_id", "ratio", "max_length"], force=args.force,
+    compare = ["model_id", "tokenizer_id", "ratio", "max_length", "chat_template_kwargs"]
+    out = runs.open_output(args.output, config, compare, force=args.force,
                            inputs=[args.input], owner=rank == 0,
                            append_to=part_path(args.output, rank) if world > 1 else None,
                            prepare=lambda done: load_model(args, device, dtype))

@@ -42,7 +42,8 @@ from tqdm import tqdm
 import checkpoint
 import flops
 from devices import init_distributed, print0, resolve_dtype, token_budget_batches
-from trajectory import IGNORE_INDEX, RecordError, read_records, tokenize_record, trim_after_last_loss
+from trajectory import (IGNORE_INDEX, RecordError, read_records, template_kwargs, tokenize_record,
+                        trim_after_last_loss, use_template_kwargs)
 
 # ----------------------------------------------------------------------------- the method (ATLaS §3.3)
 # The whole trajectory is the input; only the critical steps' tokens are targets (labels = IGNORE_INDEX elsewhere,
@@ -71,6 +72,10 @@ parser.add_argument("--max-length", type=int, default=8192, help="tokens per tra
 # ---- model
 parser.add_argument("--model", required=True, help="local HF folder of the model to fine-tune (with tokenizer "
                     "and chat template)")
+parser.add_argument("--chat-template-kwargs", default=None,
+                    help="template variables for every render of the chat template, as JSON (e.g. "
+                    "'{\"enable_thinking\": false}' for Qwen3); give train.py, perplexity.py, evaluate.py and "
+                    "value_estimate.py the same")
 parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                     help="compute dtype; master weights, optimizer state and gradient reduction stay fp32. "
                     "auto = bfloat16 on GPU and on a CPU with native bf16 matmul, float32 otherwise")
@@ -164,6 +169,10 @@ bad += [f"{flag} {v} is out of range ({rule})" for flag, v, ok, rule in [
     ("--peak-tflops", args.peak_tflops, args.peak_tflops is None or args.peak_tflops > 0, "> 0")] if not ok]
 if args.resume and args.overwrite:
     bad.append("--resume and --overwrite exclude each other")
+try:
+    chat_kwargs = template_kwargs(args.chat_template_kwargs)
+except ValueError as e:
+    bad.append(str(e))
 if bad:
     fail("; ".join(bad))
 if not os.path.isdir(args.model):
@@ -234,6 +243,7 @@ try:
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
 except Exception as e:  # a model folder whose tokenizer files are missing or broken: one line, not a traceback
     fail(f"--model {args.model}: cannot load its tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+use_template_kwargs(tokenizer, chat_kwargs)  # the same rendering as perplexity.py, evaluate.py, value_estimate.py
 if getattr(tokenizer, "chat_template", None) is None:
     fail(f"--model {args.model}: the tokenizer has no chat template; ATLaS renders trajectories with the model's own "
          f"template (use an instruct/chat model folder)")
@@ -342,13 +352,13 @@ if device.type == "cuda" and not args.cpu_offload:  # say before loading the wei
 # Rank 0 claims the folder (checkpoint.open_folder: its lock until the process ends, the settings kept, a folder
 # holding a run refused unless --resume with the same data, model and optimisation flags, or --overwrite); the
 # others follow its verdict. A refused run leaves no folder behind.
-COMPARE = ["data_sha256", "model_id", "max_length", "compute_dtype", "epochs", "max_steps", "lr", "weight_decay",
-           "warmup_ratio", "grad_clip", "batch_size", "seed"]
+COMPARE = ["data_sha256", "model_id", "chat_template_kwargs", "max_length", "compute_dtype", "epochs", "max_steps",
+           "lr", "weight_decay", "warmup_ratio", "grad_clip", "batch_size", "seed"]
 selection = checkpoint.selection_of(records, args.model)  # named in every saved model folder, for the report's rows
 if selection is None:
     print0(f"{args.data}: the records come from several selections; the model folders name none (no selection.json)")
 run_config = {**vars(args), "model": os.path.abspath(args.model), "model_id": checkpoint.runs.identity(args.model),
-              "data_sha256": data_sha256,
+              "data_sha256": data_sha256, "chat_template_kwargs": chat_kwargs,
               "compute_dtype": str(dtype), "world_size": world_size, "per_rank_batch": per_rank,
               "n_records": len(records), "n_examples": len(examples), "n_skipped": len(skipped),
               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,

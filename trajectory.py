@@ -386,6 +386,31 @@ IGNORE_INDEX = -100  # label of every token the loss never sees (PyTorch's cross
 CHAT_ROLES = {"human": "user", "gpt": "assistant"}
 
 
+def template_kwargs(text):
+    """--chat-template-kwargs (a JSON object, e.g. '{"enable_thinking": false}' for Qwen3) -> a dict; None -> {}.
+    ValueError in one line otherwise."""
+    if text is None:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--chat-template-kwargs {text!r}: not JSON ({e.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--chat-template-kwargs {text!r}: must be a JSON object of template variables")
+    return kwargs
+
+
+def use_template_kwargs(tokenizer, kwargs):
+    """Every render of `tokenizer`'s chat template from now on gets the template variables `kwargs` (reasoning
+    models render differently with enable_thinking). train.py, perplexity.py, evaluate.py and value_estimate.py
+    call it on the tokenizer they render with, from the same --chat-template-kwargs, so that a model is trained,
+    scored and evaluated on one rendering. Returns the tokenizer."""
+    if kwargs:
+        import functools
+        tokenizer.apply_chat_template = functools.partial(tokenizer.apply_chat_template, **kwargs)
+    return tokenizer
+
+
 def chat_messages(rec):
     """The record's conversation as chat-template messages: human -> user, gpt -> assistant."""
     return [{"role": CHAT_ROLES[t["from"]], "content": t["value"]} for t in rec["conversations"]]

@@ -198,7 +198,8 @@ def make_policy(args):
     """The rollout policy from the command line (agent.make_policy: ValueError with one line for bad settings)."""
     return agent.make_policy(args.policy, model=args.model, base_url=args.base_url, api_key=args.api_key,
                              max_new_tokens=args.max_new_tokens, max_context=args.max_context,
-                             temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype)
+                             temperature=args.temperature, timeout=args.request_timeout, dtype=args.dtype,
+                             template_kwargs=trajectory.template_kwargs(args.chat_template_kwargs))
 
 
 def get_args(argv=None):
@@ -226,6 +227,10 @@ def get_args(argv=None):
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
     p.add_argument("--api-key", default="EMPTY", help="openai: API key (never written to any file)")
     p.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
+    p.add_argument("--chat-template-kwargs", default=None,
+                   help="template variables for every render of the chat template, as JSON (e.g. "
+                   "'{\"enable_thinking\": false}' for Qwen3); give train.py, perplexity.py, evaluate.py and "
+                   "value_estimate.py the same")
     p.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto",
                    help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature (paper/IPR: 1)")
@@ -314,8 +319,11 @@ def open_output(args, records):
     def prepare(done):
         todo = [rec for rec in records if rec["item_id"] not in done]
         return todo, (make_policy(args) if todo else None)
-    config = {k: v for k, v in vars(args).items() if k != "force"}
-    compare = ["env", "policy", "model", "rollouts", "gamma", "threshold", "criterion", "temperature"]
+    config = {**{k: v for k, v in vars(args).items() if k != "force"}, "model_id": runs.identity(args.model),
+              "chat_template_kwargs": trajectory.template_kwargs(args.chat_template_kwargs)}
+    # the model by what it is, not where (runs.identity): a moved or copied output folder still resumes
+    compare = ["env", "policy", "model_id", "rollouts", "gamma", "threshold", "criterion", "temperature",
+               "chat_template_kwargs"]
     return runs.open_output(args.output, config, compare, force=args.force, inputs=[args.input], prepare=prepare)
 
 
