@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 import agent
 import runs
+import tracking
 from envs import BUILTIN, MAX_ROUNDS, make_env
 from report import ROW_OF_METHOD, add_report_flags, episode_id, report
 from tasks import read_task_file, task_range
@@ -182,8 +183,17 @@ def evaluate(args, policy=None):
     rows = [json.loads(line) for line in open(args.output) if line.strip()]
     rows = [r for r in rows if r.get("env") == args.env and r.get("task_id") in set(ids)]
     n = len(rows)
-    print(f"{args.env}: {n} episodes, success {sum(r['success'] for r in rows) / max(n, 1):.4f}, mean reward "
-          f"{sum(r['reward'] for r in rows) / max(n, 1):.4f}")
+    summary = {f"{args.env}/episodes": n, f"{args.env}/success_rate": sum(r["success"] for r in rows) / max(n, 1),
+               f"{args.env}/mean_reward": sum(r["reward"] for r in rows) / max(n, 1)}
+    print(f"{args.env}: {n} episodes, success {summary[f'{args.env}/success_rate']:.4f}, mean reward "
+          f"{summary[f'{args.env}/mean_reward']:.4f}")
+    if args.report_to != "none":  # the row's scores on this env, under the row's name (tracking.py)
+        trackers = tracking.Trackers(tracking.parse(args.report_to), os.path.dirname(os.path.abspath(args.output)),
+                                     f"{label} {args.env}", output.config)
+        for i, r in enumerate(sorted(rows, key=lambda r: r["task_id"])):
+            trackers.log({f"{args.env}/reward": r["reward"], f"{args.env}/success": r["success"]}, i)
+        trackers.log(summary, n)
+        trackers.close()
     return rows
 
 
@@ -302,6 +312,8 @@ def get_args(argv=None):
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                     help="hf: weights dtype (auto: bf16 where the hardware has it natively, else float32)")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="openai: seconds per request")
+    ap.add_argument("--report-to", default="none", help="also show each episode's score and the env's success rate "
+                    "in trackers: none, or a comma-separated list of tensorboard, wandb, trackio (tracking.py)")
     ap.add_argument("--chat-template-kwargs", default=None,
                     help="template variables for every render of the chat template, as JSON (e.g. "
                     "'{\"enable_thinking\": false}' for Qwen3); give train.py, perplexity.py, evaluate.py and "
@@ -341,6 +353,10 @@ def check_args(ap, args):
                  "--save-trajectories")
     if args.tasks and args.task_file:
         ap.error("give --tasks or --task-file, not both")
+    try:  # an unknown tracker or a missing package: refused before anything runs
+        tracking.parse(args.report_to)
+    except ValueError as e:
+        ap.error(str(e))
     if args.tasks is not None:
         try:
             task_range(args.tasks)

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 import checkpoint
 import flops
+import tracking
 from devices import init_distributed, print0, resolve_dtype, token_budget_batches
 from trajectory import (IGNORE_INDEX, RecordError, read_records, template_kwargs, tokenize_record,
                         trim_after_last_loss, use_template_kwargs)
@@ -110,6 +111,9 @@ parser.add_argument("--save-minutes", type=float, default=30.0, help="save the r
 parser.add_argument("--cpu-offload", action="store_true", help="keep the sharded fp32 parameters, gradients and "
                     "AdamW state in host memory (FSDP2's CPUOffloadPolicy; the optimizer steps on the CPU): full "
                     "fine-tuning of an 8B model on one 80 GB GPU, slowly (the memory estimate says when it is needed)")
+parser.add_argument("--report-to", default="none", help="also show the metrics and the settings in trackers: none, "
+                    "or a comma-separated list of tensorboard, wandb, trackio (extras: requirements-tracking.txt; "
+                    "tracking.py)")
 parser.add_argument("--save-gathered", action="store_true", help="write HF folders from the full state dict "
                     "gathered on rank 0 (~6 bytes per parameter of its host memory) instead of every rank's shards "
                     "joined by rank 0: for ranks that share no filesystem")
@@ -171,6 +175,10 @@ if args.resume and args.overwrite:
     bad.append("--resume and --overwrite exclude each other")
 try:
     chat_kwargs = template_kwargs(args.chat_template_kwargs)
+except ValueError as e:
+    bad.append(str(e))
+try:
+    report_to = tracking.parse(args.report_to)
 except ValueError as e:
     bad.append(str(e))
 if bad:
@@ -444,6 +452,8 @@ if args.resume:
         leave(0)
 if master:
     metrics = open(metrics_path, "a" if args.resume else "w")
+    trackers = tracking.Trackers(report_to, args.output, os.path.basename(os.path.normpath(args.output)), run_config)
+    atexit.register(trackers.close)  # leave() runs it: what was logged is flushed on every exit
 supports_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
 # ----------------------------------------------------------------------------- training loop
@@ -499,6 +509,7 @@ for step in range(start_step, total_steps):
     if master:
         metrics.write(json.dumps(row) + "\n")
         metrics.flush()
+        trackers.log(row, step + 1)
     if step + 1 < total_steps:
         if args.save_every and (step + 1) % args.save_every == 0:
             save_hf(os.path.join(args.output, f"step_{step + 1}"))
