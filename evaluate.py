@@ -1,5 +1,5 @@
 """Evaluate an agent (ReAct, AgentGym-style) on built-in environments or AgentGym environment servers, run the
-paper's critical-step verification (Table 6), and print Tables 1, 2, 3 and 6 from the results.
+paper's critical-step verification (Table 6), and print the report (Tables 1-7, Figure 2: report.py) from the results.
 
 Built-in environments (no server; test ids from data/<env>_test_ids.txt unless --tasks/--task-file is given):
     python evaluate.py --env maze --policy expert --output results/expert_maze.jsonl
