@@ -133,9 +133,14 @@ NOTHING_TO_TRAIN = 3  # the exit code when no record keeps a loss token: the dri
 
 
 def fail(message, code=1):
-    """Refuse to go on: one line on stderr (rank 0 only; every rank finds the same problem), exit code 1."""
+    """Refuse to go on: one line on stderr (rank 0 only; every rank finds the same problem, and calls this), exit
+    code 1 (or `code`). The other ranks wait for rank 0's line first: a rank that left at once would have torchrun
+    stop rank 0 before it printed. (torchrun itself exits 1 whatever the code; the line says which it was.)"""
     if master:
         print(f"train.py: {message}", file=sys.stderr, flush=True)
+    dist_ = sys.modules["torch"].distributed if "torch" in sys.modules else None
+    if dist_ is not None and dist_.is_initialized() and dist_.get_world_size() > 1:
+        dist_.barrier()
     leave(code)
 
 

@@ -478,3 +478,13 @@ def test_cpu_offload_and_the_gathered_save_change_nothing_trained(runs, tmp_path
     ref = AutoModelForCausalLM.from_pretrained(os.path.join(runs["b"], "final"), dtype=torch.float32).state_dict()
     assert got.keys() == ref.keys()
     assert all(torch.allclose(got[k], ref[k], rtol=1e-5, atol=1e-7) for k in ref)
+
+
+def test_a_refusal_on_two_ranks_is_rank_0s_line_not_a_kill(runs, tmp_path):
+    """Every rank refuses the same data; the others wait for rank 0's line before they leave, so torchrun does not
+    stop rank 0 first (which printed "interrupted (SIGTERM)" instead of the reason)."""
+    r = launch([TORCHRUN, "--standalone", "--nproc_per_node", "2", "train.py", "--data", str(runs["data"]),
+                "--model", runs["model"], "--output", str(tmp_path / "o"), "--batch-size", "10", "--max-length", "8"])
+    assert r.returncode != 0
+    assert r.stderr.count("train.py: nothing to train: ") == 1 and "interrupted" not in r.stderr, r.stderr[-3000:]
+    assert not (tmp_path / "o").exists()
