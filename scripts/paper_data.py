@@ -82,13 +82,21 @@ def of_level(env, task):
 
 
 def eval_tasks(env, ranges):
-    """The test task ids of `env`: the range of --tasks, or the first --n-eval ids of data/<env>_test_ids.txt."""
+    """The test task ids of `env`: the range of --tasks, or the first --n-eval ids of data/<env>_test_ids.txt, or
+    of the tasks AgentBoard's data folder holds (jericho, pddl: all of them are its test set)."""
     ids_file = os.path.join(ROOT, "data", f"{env}_test_ids.txt")
     if env in ranges:
         return list(ranges[env])
-    if not os.path.exists(ids_file):
+    if os.path.exists(ids_file):
+        ids = [t for t in (int(line) for line in open(ids_file) if line.strip()) if of_level(env, t)]
+    elif env in agentboard.ENVS:
+        probe = envs.make_env(env)
+        try:
+            ids = list(probe.task_ids())
+        finally:
+            probe.close()
+    else:
         sys.exit(f"scripts/paper_data.py: no test tasks for {env}: set TASKS_{env}=A:B")
-    ids = [t for t in (int(line) for line in open(ids_file) if line.strip()) if of_level(env, t)]
     return ids[:args.n_eval] if args.n_eval > 0 else ids
 
 

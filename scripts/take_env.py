@@ -22,7 +22,7 @@ p = argparse.ArgumentParser(description="the first N records of one environment"
 p.add_argument("--input", required=True, help="records (JSONL or a JSON list), e.g. the oracle's selection")
 p.add_argument("--output", required=True, help="JSONL of the records taken (kept if it exists)")
 p.add_argument("--env", required=True, help="the environment, as item ids name it (maze_3, lmrlgym_maze_3: maze)")
-p.add_argument("-n", type=int, required=True, help="how many records to take at most")
+p.add_argument("-n", type=int, required=True, help="how many records to take at most (0: all)")
 args = p.parse_args()
 
 recs, left = [], Counter()
@@ -35,7 +35,7 @@ for r in read_records(args.input):
         recs.append(r)
     else:
         left[env] += 1
-taken = recs[:args.n]
+taken = recs[:args.n] if args.n > 0 else recs
 if taken and not os.path.exists(args.output):
     write_jsonl(args.output, taken)
 if len(recs) > len(taken):

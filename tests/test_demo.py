@@ -48,7 +48,8 @@ def run_demo_sh(tmp_path, **overrides):
     venv.mkdir()
     shutil.copy(os.path.join(ROOT, "requirements.txt"), venv / ".atlas-requirements")  # nothing to pip install
     stub_python(home / "bin" / "python", home / "python_calls")
-    (home / "scripts" / "paper.sh").write_text(f'env -0 > {home / "paper_env"}\n')
+    (home / "scripts" / "paper.sh").write_text(f'echo "PLAN=${{PLAN:-}}" >> {home / "paper_calls"}\n'
+                                               f'[ "${{PLAN:-}}" = 1 ] || env -0 > {home / "paper_env"}\n')
     base = {"PATH": f"{home / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "VIRTUAL_ENV": str(venv)}
     subprocess.run(["bash", str(home / "demo.sh")], env={**base, **overrides}, check=True, timeout=30,
                    capture_output=True, text=True)
@@ -74,7 +75,9 @@ def flag(args, name):
 
 
 def test_demo_sh_hands_paper_sh_knobs_it_reads(tmp_path):
-    got, calls, _ = run_demo_sh(tmp_path)
+    got, calls, home = run_demo_sh(tmp_path)
+    # the plan at the demo's size first (PLAN=1: scripts/plan.py), then the run with the same knobs
+    assert (home / "paper_calls").read_text().split() == ["PLAN=1", "PLAN="]
     assert {"OUT", "MODEL", "ORACLE_URL", "ORACLE_READY", "N_TRAIN", "N_EVAL", "TRAIN_ENVS", "HELDOUT_ENVS",
             "SELECTORS", "NPROC", "BATCH", "MAX_CONTEXT", "TABLE6_ENVS"} <= set(got), sorted(got)
     # paper.sh's own trace up to its refusal of the missing MODEL (before it writes anything): every knob it reads
@@ -152,8 +155,7 @@ def test_paper_sh_runs_the_demo_with_commands_that_work(tmp_path):
     data = call(calls, "scripts/paper_data.py")
     subprocess.run([sys.executable] + data, cwd=ROOT, check=True, capture_output=True, text=True, timeout=60,
                    env={**os.environ, "TASKS_wordle": got["TASKS_wordle"]})
-    from tasks import split_item_id
-    from trajectory import read_records
+    from trajectory import read_records, split_item_id
     recs = read_records(str(out / "data" / "train.jsonl"))
     levels = {int(x) for x in got["BABYAI_LEVELS"].split()}
     assert len(recs) == 40 and all(split_item_id(r["item_id"])[0] == "babyai" for r in recs)
@@ -280,7 +282,14 @@ def test_demo_report_counts(tmp_path):
     _write(str(out / "select" / "critical@0.3.jsonl"), [with_selection(recs[1], [3, 7], {"method": "oracle"})])
     _write(str(out / "select" / "critical@0.3.jsonl.errors.jsonl"), [{"item_id": "maze_1", "reason": "unparsable"}])
     os.makedirs(out / "train" / "complete" / "final")
-    json.dump({"batch_size": 2}, open(out / "train" / "complete" / "config.json", "w"))
+    json.dump({"batch_size": 2, "n_records": 3, "n_examples": 3, "compute_dtype": "torch.bfloat16"},
+              open(out / "train" / "complete" / "config.json", "w"))
+    os.makedirs(out / "train" / "critical@0.3")  # the oracle selected 1 of the 3: its row trained on 1
+    json.dump({"batch_size": 2, "n_records": 1, "n_examples": 1, "compute_dtype": "torch.float32"},
+              open(out / "train" / "critical@0.3" / "config.json", "w"))
+    os.makedirs(out / "logs")
+    open(out / "logs" / "eval_complete_maze.log", "w").write(
+        "hf policy: out/train/complete/final on cpu in bfloat16 (auto: the CPU has native bf16 matmul); KV on\n")
     open(out / "train" / "complete" / "final" / "config.json", "w").write("{}")
     _write(str(out / "train" / "complete" / "metrics.jsonl"), [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
     _write(str(out / "results" / "complete_maze.jsonl"),
@@ -319,6 +328,13 @@ def test_demo_report_counts(tmp_path):
     crit = next(l for l in again.stdout.splitlines() if l.startswith("critical@0.3"))
     assert "2x the answer is not JSON, cut at --max-tokens" in crit and "not reached" not in crit, crit
     assert any("2 optimizer steps x batch 2" in l and "2.000 -> 1.500" in l for l in lines), run.stdout
+    # what ran, read from the runs' own records: train.py's compute dtype, the hf policy's log line; what each row
+    # trained on, and a warning that the rows differ
+    assert "trained in bfloat16 and float32 (train.py's compute_dtype), evaluated in bfloat16 on cpu" in \
+        run.stdout and "fp32 on CPU" not in run.stdout, run.stdout
+    assert any(l.split()[:2] == ["complete", "3"] and "(3 with a loss token)" in l for l in lines), run.stdout
+    assert any(l.split()[:2] == ["critical@0.3", "1"] and "NOT finished" in l for l in lines), run.stdout
+    assert "!! the rows trained on different trajectories (complete 3, critical@0.3 1)" in run.stdout, run.stdout
     # Wilson intervals by hand: 1/1 -> [20.7, 100], 0/2 -> [0, 65.8]
     assert any("maze: 1/1 solved (95 % interval 21-100 %)" in l and "wordle: 0/2 solved (95 % interval 0-66 %)" in l
                for l in lines), run.stdout
