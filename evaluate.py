@@ -197,6 +197,30 @@ def evaluate(args, policy=None):
     return rows
 
 
+def evaluate_envs(args):
+    """--env A,B,...: each env in turn, as its own evaluate.py run would (its own output, settings, resume), with
+    one policy made once (an hf model loads once for all of them). {env} in --output, --task-file and
+    --save-trajectories names each env's file; --env-server gives ENV=URL pairs."""
+    names = [e.strip() for e in args.env.split(",") if e.strip()]
+    servers = dict(kv.split("=", 1) for kv in (args.env_server or "").split(",") if "=" in kv)
+    if args.env_server and any("=" not in kv for kv in args.env_server.split(",")):
+        raise SystemExit("evaluate.py: with several --env, --env-server is ENV=URL pairs, comma-separated")
+    if "{env}" not in args.output:
+        raise SystemExit("evaluate.py: with several --env, --output must name each env's file with {env}, e.g. "
+                         "results/critical@0.3_{env}.jsonl")
+    for flag in ("task_file", "save_trajectories"):
+        if getattr(args, flag) and "{env}" not in getattr(args, flag):
+            raise SystemExit(f"evaluate.py: with several --env, --{flag.replace('_', '-')} must contain {{env}}")
+    runs_of = [argparse.Namespace(**{**vars(args), "env": e, "env_server": servers.get(e),
+                                     **{k: getattr(args, k).replace("{env}", e) for k in
+                                        ("output", "task_file", "save_trajectories") if getattr(args, k)}})
+               for e in names]
+    for a in runs_of:  # every env's flags are checked (and its env made once) before the model loads
+        env_factory(a.env, env_server=a.env_server, instruction_path=a.instruction_from)
+    policy = make_policy(args)
+    return {a.env: evaluate(a, policy) for a in runs_of}
+
+
 def critical_jobs(path, only_env=None):
     """{env: [jobs]} for --from-critical: per record one from-scratch job and one job per critical step c that
     replays the record's steps up to and including c. Jobs carry key = (source item_id, start)."""
@@ -279,8 +303,11 @@ def get_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # ---- environment
     ap.add_argument("--env", help=f"environment: built-in {', '.join(BUILTIN)}; with --env-server any AgentGym "
-                                  f"environment ({', '.join(MAX_ROUNDS)})")
-    ap.add_argument("--env-server", default=None, help="AgentGym environment server URL (default: built-in env)")
+                                  f"environment ({', '.join(MAX_ROUNDS)}). Several, comma-separated, are played "
+                                  "one after the other by one policy loaded once; then --output (and --task-file, "
+                                  "--save-trajectories) name each env's file with {env}")
+    ap.add_argument("--env-server", default=None, help="AgentGym environment server URL (default: built-in env); "
+                    "with several --env, ENV=URL pairs, comma-separated, for the served ones")
     ap.add_argument("--agentboard-data", default=os.environ.get("ATLAS_AGENTBOARD_DATA"), metavar="DIR",
                     help="AgentBoard's data folder, unpacked inside a clone of AgentBoard's code, for the held-out "
                          "jericho and pddl (default: $ATLAS_AGENTBOARD_DATA; docs/ENVIRONMENTS.md)")
@@ -466,6 +493,8 @@ def main(argv=None):
             return report(args)
         if args.from_critical is not None:
             return from_critical(args)
+        if "," in args.env:
+            return evaluate_envs(args)
         return evaluate(args)
     except KeyboardInterrupt:  # the episodes written so far are complete lines; the running ones are redone
         print("evaluate.py: interrupted; the episodes written are kept: rerun the same command to resume",

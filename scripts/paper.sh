@@ -69,7 +69,8 @@ EVAL_BASE=${EVAL_BASE:-1}             # 1: evaluate every untrained base model t
 MAX_CONTEXT=${MAX_CONTEXT:-4096}      # AgentGym: prompt + answer <= 4096 tokens
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-512}
 EVAL_CONCURRENCY=${EVAL_CONCURRENCY:-16}  # episodes generated in one batch
-EVAL_PARALLEL=${EVAL_PARALLEL:-0}     # 1: one evaluate.py per env at once, one thread each (CPU)
+EVAL_PARALLEL=${EVAL_PARALLEL:-0}     # 1: one evaluate.py per env at once, one thread each (CPU); 0: one
+                                      # evaluate.py per model for all its envs (the model loads once)
 TABLE6_ENVS=${TABLE6_ENVS:-"babyai maze"}  # the paper: 100 BabyAI and Maze tasks
 TABLE6_N=${TABLE6_N:-100}             # trajectories per env restarted after each of their critical steps
 PLAN=${PLAN:-0}                       # 1: print the plan (scripts/plan.py) and stop; nothing is run or written
@@ -226,14 +227,33 @@ eval_env() {  # eval_env TAG LABEL MODEL_DIR RESULTS_STEM ENV: results RESULTS_S
         --max-context "$MAX_CONTEXT" --label "$label" --output "$4_${env}.jsonl" \
         > "$OUT/logs/eval_${tag}_${env}.log" 2>&1
 }
+eval_envs() {  # eval_envs TAG LABEL MODEL_DIR RESULTS_STEM "ENV...": one evaluate.py, the model loaded once
+    local tag=$1 label=$2 model=$3 stem=$4 env todo=() srvs=()
+    for env in $5; do
+        local done=$(lines "${stem}_${env}.jsonl") want=$(lines "$OUT/data/${env}_tasks.txt")
+        if [ "$done" -gt 0 ] && [ "$done" -ge "$want" ]; then echo "${stem}_${env}.jsonl: $done of $want episodes: done"
+        else todo+=("$env"); local srv; srv=$(server_of "$env"); [ -n "$srv" ] && srvs+=("$env=$srv"); fi
+    done
+    [ ${#todo[@]} -eq 0 ] && return 0
+    local envs; envs=$(IFS=,; echo "${todo[*]}")
+    local servers; servers=$(IFS=,; echo "${srvs[*]}")
+    $PY evaluate.py --env "$envs" ${servers:+--env-server "$servers"} --policy hf --model "$model" \
+        --task-file "$OUT/data/{env}_tasks.txt" --concurrency "$EVAL_CONCURRENCY" --max-new-tokens "$MAX_NEW_TOKENS" \
+        --max-context "$MAX_CONTEXT" --label "$label" --output "${stem}_{env}.jsonl" > "$OUT/logs/eval_${tag}.log" 2>&1
+}
 eval_one() {  # eval_one TAG LABEL MODEL_DIR RESULTS_STEM "ENV...": a model folder on every env of the list
     local tag=$1 label=$2 model=$3 stem=$4 env pids=() rc=0
     [ -f "$model/config.json" ] || { loud "$model is missing: no $tag row"; return 0; }
     mkdir -p "$(dirname "$stem")"
-    for env in $5; do
-        if [ "$EVAL_PARALLEL" = 1 ]; then eval_env "$tag" "$label" "$model" "$stem" "$env" & pids+=($!)
-        else eval_env "$tag" "$label" "$model" "$stem" "$env" || rc=1; fi
-    done
+    if [ "$EVAL_PARALLEL" != 1 ]; then  # one process for every env (an 8B model loads once, not once per env)
+        eval_envs "$tag" "$label" "$model" "$stem" "$5" || rc=1
+        local lines=1; [ "$rc" = 0 ] || lines=20
+        [ -f "$OUT/logs/eval_${tag}.log" ] && grep -E "episodes, success|^evaluate.py: " "$OUT/logs/eval_${tag}.log" \
+            | tail -n "$lines" || true
+        [ "$rc" = 0 ] || tail -n 20 "$OUT/logs/eval_${tag}.log"
+        return $rc
+    fi
+    for env in $5; do eval_env "$tag" "$label" "$model" "$stem" "$env" & pids+=($!); done
     for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     local lines=1; [ "$rc" = 0 ] || lines=20   # a failure shows the end of every env's log
     for env in $5; do tail -n "$lines" "$OUT/logs/eval_${tag}_${env}.log"; done

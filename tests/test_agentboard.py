@@ -113,8 +113,9 @@ def test_pddl_expert_reaches_full_progress_through_evaluate(data, tmp_path, monk
                      ("blockworld", "problem10.pddl"), ("blockworld", "problem2.pddl"), ("barman", "p01.pddl"),
                      ("tyreworld", "p01.pddl")]  # AgentBoard's game order, files by name as pddlgym sorts them
     out = tmp_path / "pddl.jsonl"
-    run = evaluate(["--env", "pddl", "--policy", "expert", "--tasks", f"0:{F.N_PDDL}", "--output", str(out),
-                    "--save-trajectories", str(tmp_path / "traj.jsonl")], data)
+    # the data folder by flag; no --tasks: every task the folder holds is AgentBoard's test set
+    run = evaluate(["--env", "pddl", "--agentboard-data", data, "--policy", "expert", "--output", str(out),
+                    "--save-trajectories", str(tmp_path / "traj.jsonl")])
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert [(r["reward"], r["success"], r["end"]) for r in rows(out)] == [(1.0, 1, "done")] * F.N_PDDL
     tyre = next(json.loads(line) for line in open(tmp_path / "traj.jsonl") if '"pddl_6"' in line)

@@ -532,3 +532,24 @@ def test_hf_rows_name_their_backbone():
         "Llama-3.1-8B-Instruct"
     assert evaluate.model_backbone(trained, {"method": "oracle"}) is None  # an older selection.json names none
     assert evaluate.model_backbone(Namespace(policy="openai", model="gpt-4o"), None) is None
+
+
+def test_several_envs_in_one_run_equal_one_run_each(tmp_path, capsys):
+    """--env maze,wordle plays each env as its own run would (own output, settings, resume) with one policy."""
+    both = str(tmp_path / "both_{env}.jsonl")
+    evaluate.main(["--env", "maze,wordle", "--policy", "expert", "--tasks", "0:2", "--output", both])
+    for env in ("maze", "wordle"):
+        one = tmp_path / f"one_{env}.jsonl"
+        evaluate.main(["--env", env, "--policy", "expert", "--tasks", "0:2", "--output", str(one)])
+        strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                              for line in open(path)]
+        assert strip(both.format(env=env)) == strip(one) and len(strip(one)) == 2
+        assert json.load(open(both.format(env=env) + ".config.json"))["env"] == env
+    capsys.readouterr()
+    evaluate.main(["--env", "maze,wordle", "--policy", "expert", "--tasks", "0:2", "--output", both])
+    assert capsys.readouterr().out.count("2 already in") == 2  # resumed per env: nothing played again
+    for argv, says in ((["--output", str(tmp_path / "x.jsonl")], "must name each env's file with {env}"),
+                       (["--output", both, "--env-server", "http://127.0.0.1:9"], "ENV=URL pairs"),
+                       (["--output", both, "--env", "maze,nope"], "unknown built-in environment 'nope'")):
+        with pytest.raises(SystemExit, match=says):
+            evaluate.main(["--env", "maze,wordle", "--policy", "expert", "--tasks", "0:2"] + argv)

@@ -54,21 +54,22 @@ class Disk:
         subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
 
 
-@pytest.fixture
-def disk(tmp_path):
+def mounted(tmp_path, kb):
     (tmp_path / "disk").mkdir()
-    d = Disk(tmp_path / "disk", 512)
+    d = Disk(tmp_path / "disk", kb)
     yield d
     d.close()
+
+
+@pytest.fixture
+def disk(tmp_path):
+    yield from mounted(tmp_path, 512)
 
 
 @pytest.fixture
 def big_disk(tmp_path):
     """4 MB: the tiny model's resumable state (~1.7 MB) and its final folder (~0.5 MB)."""
-    (tmp_path / "disk").mkdir()
-    d = Disk(tmp_path / "disk", 4096)
-    yield d
-    d.close()
+    yield from mounted(tmp_path, 4096)
 
 
 def lines_of(stderr):

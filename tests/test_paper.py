@@ -63,7 +63,7 @@ def run(tmp_path_factory):
            "ORACLE2_URL": srv2.url + "/v1", "ORACLE2_MODEL": "stand-in-70b",
            "TABLE4_ENVS": "babyai maze", "TABLE5_ENVS": "babyai", "VALUE_ARGS": "--rollouts 1",
            "NPROC": "1", "BATCH": "2", "EPOCHS": "1", "MAX_LENGTH": "4096", "MAX_NEW_TOKENS": "8",
-           "MAX_CONTEXT": "2048", "EVAL_CONCURRENCY": "1", "EVAL_PARALLEL": "1", "TABLE6_N": "1",
+           "MAX_CONTEXT": "2048", "EVAL_CONCURRENCY": "1", "EVAL_PARALLEL": "0", "TABLE6_N": "1",
            "OMP_NUM_THREADS": "1", "ATLAS_AGENTBOARD_DATA": pddl, "TASKS_pddl": "0:1"}
     plan = _run({**env, "PLAN": "1"})
     plan_requests = len(srv.log) + len(srv2.log)
