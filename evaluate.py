@@ -493,7 +493,7 @@ def main(argv=None):
             return report(args)
         if args.from_critical is not None:
             return from_critical(args)
-        if "," in args.env:
+        if "," in args.env or "{env}" in args.output:  # several envs, or one named by the pattern
             return evaluate_envs(args)
         return evaluate(args)
     except KeyboardInterrupt:  # the episodes written so far are complete lines; the running ones are redone

@@ -548,6 +548,8 @@ def test_several_envs_in_one_run_equal_one_run_each(tmp_path, capsys):
     capsys.readouterr()
     evaluate.main(["--env", "maze,wordle", "--policy", "expert", "--tasks", "0:2", "--output", both])
     assert capsys.readouterr().out.count("2 already in") == 2  # resumed per env: nothing played again
+    evaluate.main(["--env", "wordle", "--policy", "expert", "--tasks", "0:3", "--output", both])  # one, by pattern
+    assert len(open(both.format(env="wordle")).readlines()) == 3
     for argv, says in ((["--output", str(tmp_path / "x.jsonl")], "must name each env's file with {env}"),
                        (["--output", both, "--env-server", "http://127.0.0.1:9"], "ENV=URL pairs"),
                        (["--output", both, "--env", "maze,nope"], "unknown built-in environment 'nope'")):
