@@ -200,3 +200,34 @@ def test_a_row_with_nothing_to_train_is_a_loud_skip(tmp_path):
     for label in ("complete", "random@0.3"):
         assert f"no {label} row: train.py: nothing to train:" in warnings, warnings
     assert not (tmp_path / "out" / "train" / "complete").exists()
+
+
+def test_the_bundled_data_at_the_papers_defaults(tmp_path):
+    """The driver as a user first runs it: no TRAIN_DATA (the bundled data/<env>_train.jsonl of the five built-in
+    held-in envs), every selector, Table 6 on BabyAI and Maze, Tables 4 and 5 at their defaults (weather and
+    alfworld have no server here: loud skips of their cells, not failures), one oracle; smallest sizes."""
+    model = save_tiny(tmp_path / "qwen", "qwen")
+    pddl = agentboard_data(tmp_path, jericho=False)
+    srv = oracle_server.start()
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "MODEL": model, "PY": sys.executable, "N_TRAIN": "1", "N_EVAL": "1",
+           "RATIOS": "0.3", "RANDOM_RATIOS": "0.3", "ORACLE_URL": srv.url + "/v1", "ORACLE_MODEL": "stand-in",
+           "OPENAI_API_KEY": "sk-test", "ORACLE_ARGS": "--concurrency 2", "VALUE_ARGS": "--rollouts 1",
+           "NPROC": "1", "BATCH": "2", "EPOCHS": "1", "MAX_LENGTH": "4096", "MAX_NEW_TOKENS": "8",
+           "MAX_CONTEXT": "2048", "EVAL_CONCURRENCY": "1", "TABLE6_N": "1", "OMP_NUM_THREADS": "1",
+           "ATLAS_AGENTBOARD_DATA": pddl, "TASKS_pddl": "0:1"}
+    try:
+        r = _run(env)
+    finally:
+        srv.shutdown()
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    for label in MAIN:
+        for e in ENVS:
+            assert len(_episodes(out / "results" / f"{label}_{e}.jsonl")) == 1, (label, e)
+    for e in ("babyai", "maze"):
+        assert _episodes(out / "table6" / f"{e}_selection.jsonl")[0]["item_id"].startswith(f"{e}_")
+    warnings = (out / "warnings.txt").read_text()
+    assert "weather" in warnings and "alfworld" in warnings, warnings  # Tables 4/5's served envs: loud skips
+    assert (out / "single" / "babyai" / "train" / "value" / "final" / "config.json").exists()
+    report = (out / "report.txt").read_text()
+    assert "Table 4" in report and "Table 1" in report
