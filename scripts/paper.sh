@@ -31,7 +31,9 @@ BACKBONES=${BACKBONES:-$MODEL}        # every base model folder, space-separated
 TRAIN_DATA=${TRAIN_DATA:-}            # AgentTraj-L file(s), space-separated (JSON list or JSONL); empty: the bundled
                                       # expert data data/<env>_train.jsonl of TRAIN_ENVS
 TRAIN_ENVS=${TRAIN_ENVS:-"babyai maze sciworld wordle textcraft"}  # held-in: trained on and evaluated
-HELDOUT_ENVS=${HELDOUT_ENVS:-"pddl"}  # held-out: evaluated only
+HELDOUT_ENVS=${HELDOUT_ENVS:-"pddl"}  # held-out: evaluated only (the paper's four: "academia sheet jericho pddl";
+                                      # pddl and jericho need ATLAS_AGENTBOARD_DATA, academia and sheet a server;
+                                      # offline without AgentBoard's data: "pddlgym", a stand-in, not the paper's)
 ENV_SERVERS=${ENV_SERVERS:-}          # AgentGym servers for envs that are not built in, e.g.
                                       # "webshop=http://127.0.0.1:36001 alfworld=http://127.0.0.1:36002"
 N_TRAIN=${N_TRAIN:-0}                 # trajectories per env in the training set (0: all)
