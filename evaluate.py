@@ -156,8 +156,9 @@ def default_label(args, selection=None):
     return os.path.basename(args.model.rstrip("/")) if args.model else args.policy
 
 
-def evaluate(args, policy=None):
-    make = env_factory(args.env, env_server=args.env_server, instruction_path=args.instruction_from)
+def evaluate(args, policy=None, make=None):
+    """One env's evaluation; `make` (env_factory's) when the caller has made it already (evaluate_envs)."""
+    make = make or env_factory(args.env, env_server=args.env_server, instruction_path=args.instruction_from)
     probe = make()
     try:
         ids = task_list(probe, args.env, tasks=args.tasks, task_file=args.task_file, env_server=args.env_server)
@@ -215,10 +216,10 @@ def evaluate_envs(args):
                                      **{k: getattr(args, k).replace("{env}", e) for k in
                                         ("output", "task_file", "save_trajectories") if getattr(args, k)}})
                for e in names]
-    for a in runs_of:  # every env's flags are checked (and its env made once) before the model loads
-        env_factory(a.env, env_server=a.env_server, instruction_path=a.instruction_from)
+    # every env's flags are checked (and its env made once) before the model loads
+    makers = [env_factory(a.env, env_server=a.env_server, instruction_path=a.instruction_from) for a in runs_of]
     policy = make_policy(args)
-    return {a.env: evaluate(a, policy) for a in runs_of}
+    return {a.env: evaluate(a, policy, make) for a, make in zip(runs_of, makers)}
 
 
 def critical_jobs(path, only_env=None):

@@ -21,7 +21,6 @@ import os
 
 KINDS = ("tensorboard", "wandb", "trackio")
 PROJECT = os.environ.get("ATLAS_TRACKING_PROJECT", "atlas")
-PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 
 
 def parse(text):
@@ -32,9 +31,9 @@ def parse(text):
         if k not in KINDS:
             raise ValueError(f"--report-to {k}: expected none or a comma-separated list of {', '.join(KINDS)}")
         try:
-            __import__(PACKAGE[k])
+            __import__(k)  # each tracker's package has its name
         except ImportError:
-            raise ValueError(f"--report-to {k}: the {PACKAGE[k]} package is not installed (an extra: pip install "
+            raise ValueError(f"--report-to {k}: the {k} package is not installed (an extra: pip install "
                              f"-r requirements-tracking.txt)") from None
     return list(dict.fromkeys(kinds))
 

@@ -70,3 +70,11 @@ def read_labels(env, path, required):
     if not out:
         raise ValueError(f"{path}: no label lines")
     return out
+
+
+def task(env, tasks, task_id):
+    """tasks[task_id], or ValueError in one line naming the env and the valid range."""
+    task_id = int(task_id)
+    if not 0 <= task_id < len(tasks):
+        raise ValueError(f"{env} task id {task_id} out of range 0..{len(tasks) - 1}")
+    return tasks[task_id]

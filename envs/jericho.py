@@ -160,11 +160,7 @@ class JerichoEnv(Env):
         return INSTRUCTION
 
     def reset(self, task_id):
-        all_tasks = tasks()
-        task_id = int(task_id)
-        if not 0 <= task_id < len(all_tasks):
-            raise ValueError(f"jericho task id {task_id} out of range 0..{len(all_tasks) - 1}")
-        self.task = all_tasks[task_id]
+        self.task = agentboard.task("jericho", tasks(), task_id)
         if self._file != self.task["file"]:
             self._open(self.task["file"])
         self.game.reset()

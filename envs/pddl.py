@@ -395,11 +395,7 @@ class PDDLEnv(PDDLGymEnv):
         return AGENTBOARD_INSTRUCTION
 
     def reset(self, task_id):
-        problems_ = agentboard_problems()
-        task_id = int(task_id)
-        if not 0 <= task_id < len(problems_):
-            raise ValueError(f"pddl task id {task_id} out of range 0..{len(problems_) - 1}")
-        self.domain, self.dfile, self.pfile, self.label = problems_[task_id]
+        self.domain, self.dfile, self.pfile, self.label = agentboard.task("pddl", agentboard_problems(), task_id)
         self.start(ground_files(self.dfile, self.pfile))
         domain, problem = parse(self.dfile, self.pfile)
         told = {f"({p.name} {' '.join(a for a, _ in p.signature)})".replace(" )", ")") for p in problem.initial_state}
