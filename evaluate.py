@@ -50,7 +50,8 @@ import agent
 import runs
 import tracking
 from envs import BUILTIN, MAX_ROUNDS, make_env
-from report import ROW_OF_METHOD, add_report_flags, episode_id, report
+from report import add_report_flags, report
+from results import ROW_OF_METHOD, episode_id
 from tasks import read_task_file, task_range
 from runs import OutputBusy, append_record, open_resumable
 from trajectory import (RecordError, env_task, iter_records, split_item_id, step_indices, template_kwargs,

@@ -28,26 +28,21 @@ that can occur. The paper's numbers for the same row print under ours ("paper") 
 the paper's by its name (llama-3.1-8b, mistral-7b, qwen2.5-7b); a main backbone of another name is compared with
 the paper's Llama-3.1-8B-Instruct, marked so.
 
-Shared with evaluate.py, whose --report calls report() here; report.py imports no stage.
+Shared with evaluate.py, whose --report calls report() here; report.py imports no stage. Reading the result files
+is results.py, the cells, intervals and the paper's numbers scores.py, the bar charts charts.py.
 """
 import argparse
 import glob
-import json
-import math
 import os
-import re
 from collections import defaultdict
 
 import paper_numbers as P
-from envs import REGISTRY, env_class, names
-from envs.base import Env
+from charts import charts
+from envs import REGISTRY
+from results import METHODS, group_results, labels_by_method, load_results, row_names, row_of
+from scores import (average, cell, column, env_order, minus, paper_averages, paper_backbone, paper_row,
+                    paper_selector, splits, summarize, value)
 from trajectory import RecordError
-
-HELD_IN, HELD_OUT = names("held-in"), names("held-out")
-# the paper's rows; a selection.method outside them is a new selector (its own rows in Tables 1 and 3)
-METHODS = ("base", "complete", "critical", "noncritical", "random", "perplexity", "value")
-ROW_OF_METHOD = {"oracle": "critical", "complement": "noncritical"}  # selection.method -> the paper's row
-Z95 = 1.959963984540054
 
 
 def get_args(argv=None):
@@ -68,294 +63,6 @@ def add_report_flags(ap):
     ap.add_argument("--backbone", default=None, help="the main backbone, whose rows make Tables 1, 2, 3 and 6 "
                     "(result lines without a backbone belong to it); default: the backbone with the most "
                     "multi-task rows")
-
-
-# ----------------------------------------------------------------------------- the environments' facts
-
-def facts(env):
-    """The class that declares env's facts (an env outside the registry is scored as a success rate)."""
-    return env_class(env) if env in REGISTRY else Env
-
-
-def column(env):
-    return facts(env).column if env in REGISTRY else env
-
-
-def env_order(envs):
-    """Registered envs in the registry's (the paper's) order, then the others by name."""
-    return [e for e in REGISTRY if e in envs] + sorted(e for e in envs if e not in REGISTRY)
-
-
-def episode_id(item_id, start):
-    return f"{item_id}@{'scratch' if start is None else start}"
-
-
-# ----------------------------------------------------------------------------- reading results
-
-def parse_label(label):
-    """(method, ratio) of a label that follows the --label convention, else None. complete has ratio 1.0."""
-    m = re.fullmatch(r"([a-z]+)(?:@(\d*\.?\d+))?", str(label))
-    if not m or m.group(1) not in METHODS:
-        return None
-    method, ratio = m.group(1), float(m.group(2)) if m.group(2) else None
-    if method == "complete":
-        return (method, 1.0) if ratio in (None, 1.0) else None
-    if method == "base":
-        return (method, None) if ratio is None else None
-    if ratio is None:  # the oracle-free selectors may go without one (value_estimate selects by a threshold)
-        return (method, None) if method in ("perplexity", "value") else None
-    return (method, ratio) if 0 < ratio <= 1 else None
-
-
-def load_results(patterns):
-    """[(path, where, result)] of every line of the result files; every line must be a result object."""
-    lines = []
-    files = sorted({p for pat in patterns for p in (glob.glob(pat) or [pat])})
-    for path in files:
-        if os.path.isdir(path):
-            raise RecordError(f"{path}: is a folder; give result files (globs ok)")
-        if not os.path.exists(path):
-            raise RecordError(f"{path}: no such file")
-        try:
-            text = open(path, encoding="utf-8").read().splitlines()
-        except UnicodeDecodeError as e:
-            raise RecordError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        for n, line in enumerate(text, 1):
-            if not line.strip():
-                continue
-            where = f"{path}: line {n}"
-            try:
-                r = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as e:
-                raise RecordError(f"{where}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") from None
-            if not isinstance(r, dict):
-                raise RecordError(f"{where}: not a result line (a {type(r).__name__}; results are JSONL, one "
-                                  f"object per episode, as evaluate.py writes them)")
-            for key in ("item_id", "env"):
-                if not isinstance(r.get(key), (str, int)) or isinstance(r.get(key), bool):
-                    raise RecordError(f"{where}: not a result line ('{key}' missing or not a string)")
-            if r.get("success") not in (0, 1) or isinstance(r.get("success"), float):
-                raise RecordError(f"{where}: 'success' must be 0 or 1, got {r.get('success')!r}")
-            for key in ("reward", "progress"):
-                v = r.get(key, 0.0 if key == "progress" else None)
-                if key == "progress" and v is None:
-                    continue
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise RecordError(f"{where}: '{key}' must be a number, got {v!r}")
-            if r.get("backbone") is not None and (not isinstance(r["backbone"], str) or not r["backbone"]):
-                raise RecordError(f"{where}: 'backbone' must be a model name, got {r['backbone']!r}")
-            selection_key(r.get("selection"), where)
-            lines.append((path, where, r))
-    return lines
-
-
-def selection_key(sel, where):
-    """(method, ratio, selector model) of a result line's `selection` (None without one)."""
-    if sel is None:
-        return None
-    if not isinstance(sel, dict) or not isinstance(sel.get("method"), str):
-        raise RecordError(f"{where}: 'selection' must be an object with a 'method', got {sel!r}")
-    ratio = sel.get("ratio")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))):
-        raise RecordError(f"{where}: 'selection.ratio' must be a number, got {ratio!r}")
-    envs = sel.get("train_envs")
-    if envs is not None and (not isinstance(envs, list) or not all(isinstance(e, str) for e in envs)):
-        raise RecordError(f"{where}: 'selection.train_envs' must be a list of env names, got {envs!r}")
-    if sel.get("backbone") is not None and not isinstance(sel["backbone"], str):
-        raise RecordError(f"{where}: 'selection.backbone' must be a model name, got {sel['backbone']!r}")
-    return sel["method"], ratio, sel.get("model")
-
-
-def line_key(path, r):
-    """(backbone, scope, label, selector model) of a result line: scope is the env of a model trained on one env
-    (its selection.train_envs has one), else None."""
-    sel = r.get("selection") or {}
-    envs = sel.get("train_envs") or []
-    label = str(r.get("label") or os.path.splitext(os.path.basename(path))[0])
-    return r.get("backbone") or sel.get("backbone"), envs[0] if len(envs) == 1 else None, label, sel.get("model")
-
-
-def group_results(lines, want=None):
-    """(main backbone, {(backbone, scope, label, selector model): {env: [result]}}). The main backbone is `want`,
-    else the one with the most multi-task rows (ties: the first by name); lines without a backbone join it. A row
-    is single-task (scope: its env) when its model was trained on one env and evaluated there, and its backbone
-    has a model trained on several: Tables 4 and 5 set single-task models beside the multi-task ones, and a run
-    whose every model was trained on one env (the demo's BabyAI) reports them as its Table 1 rows. An episode
-    counted twice in one row (the same item_id, and with --from-critical the same start) is refused, and so is a
-    label whose lines disagree on the selection's method or ratio, naming both places."""
-    keyed = [(where, r, line_key(path, r)) for path, where, r in lines]
-    named = sorted({k[0] for _, _, k in keyed if k[0]})
-    if want and want not in named and all(k[0] for _, _, k in keyed):
-        raise RecordError(f"--backbone {want}: no result line has it (backbones in the results: "
-                          f"{', '.join(named) or 'none'})")
-    counts, fallback = defaultdict(set), defaultdict(set)
-    for _, _, (backbone, scope, label, model) in keyed:
-        if backbone:
-            (counts if scope is None else fallback)[backbone].add((label, model))
-    counts = counts or fallback
-    main = want or (max(sorted(counts), key=lambda b: len(counts[b])) if counts else None)
-    keyed = [(where, r, (k[0] or main, *k[1:])) for where, r, k in keyed]
-    played, several = defaultdict(set), set()
-    for _, r, key in keyed:
-        played[key].add(r["env"])
-        if len((r.get("selection") or {}).get("train_envs") or []) > 1:
-            several.add(key[0])
-    keyed = [(where, r, (k[0], k[1] if k[0] in several and k[1] in played[k] else None, k[2], k[3]))
-             for where, r, k in keyed]
-    rows = defaultdict(lambda: defaultdict(list))
-    seen, selected = {}, {}
-    for where, r, key in keyed:
-        label = key[2]
-        episode = (key, r["env"], r["item_id"], "start" in r, r.get("start"))
-        if episode in seen:
-            name = episode_id(r["item_id"], r.get("start")) if "start" in r else r["item_id"]
-            raise RecordError(f"{where}: episode {name!r} of label {label!r} is already at {seen[episode]}: "
-                              f"each episode may count once")
-        seen[episode] = where
-        # one label, one selection (method and ratio); selector models may differ: they are rows of their own
-        sel, same = selection_key(r.get("selection"), where), key[:3]
-        if same in selected and (selected[same][0] or ())[:2] != (sel or ())[:2]:
-            raise RecordError(f"{where}: label {label!r} has the selection {sel} here and "
-                              f"{selected[same][0]} at {selected[same][1]}: one row, one selection")
-        selected.setdefault(same, (sel, where))
-        rows[key][r["env"]].append(r)
-    return main, rows
-
-
-def row_names(keys, main, backbones=False):
-    """{key: the row's name}: its label, plus what tells it from another row of the same label among `keys` (the
-    selector model, a backbone other than the main one (always with `backbones`), the env of a single-task
-    model)."""
-    out = {}
-    for key in keys:
-        backbone, scope, label, model = key
-        same = [k for k in keys if k[2] == label and k != key]
-        other = backbone != main and (backbones or any(k[0] != backbone for k in same))
-        out[key] = (label + (f" [{model}]" if any(k[3] != model for k in same) else "")
-                    + (f" [{backbone}]" if other else "")
-                    + (f" [{scope} only]" if scope and any(k[1] != scope for k in same) else ""))
-    return out
-
-
-def row_of(label, envs):
-    """(method, ratio) of a row: its label when that follows the --label convention (an explicit name wins), else
-    the selection its results carry (oracle -> critical, complement -> noncritical, a new selector by its own
-    name); None when neither says."""
-    parsed = parse_label(label)
-    if parsed is not None:
-        return parsed
-    sel = next((selection_key(r.get("selection"), label) for rows in envs.values() for r in rows), None)
-    if sel is None:
-        return None
-    method, ratio = ROW_OF_METHOD.get(sel[0], sel[0]), sel[1]
-    return (method, 1.0) if method == "complete" else (method, None if ratio is None else float(ratio))
-
-
-# ----------------------------------------------------------------------------- numbers
-
-def wilson(k, n, z=Z95):
-    """Wilson score interval of a success rate k/n, as percentages."""
-    if n == 0:
-        return None
-    p = k / n
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return 100 * max(0.0, mid - half), 100 * min(1.0, mid + half)
-
-
-def value(env, r):
-    return r["progress"] if facts(env).score == "progress" and r.get("progress") is not None else r["reward"]
-
-
-def cell(env, rows):
-    """The Table-1 number of one env on 0..100 with its 95 % interval: success rate with Wilson's interval, or
-    (dense / progress envs) the mean with a normal-approximation interval (mean +- 1.96 s / sqrt(n))."""
-    n = len(rows)
-    if facts(env).score != "rate":
-        xs = [facts(env).scale * value(env, r) for r in rows]
-        mean = sum(xs) / n
-        sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else None
-        lo = facts(env).lowest
-        ci = clip((mean - Z95 * sd / math.sqrt(n), mean + Z95 * sd / math.sqrt(n)), lo) if sd is not None else None
-        return {"score": mean, "ci": ci, "n": n, "kind": "mean", "lo": lo}
-    k = sum(int(r["success"]) for r in rows)
-    return {"score": 100.0 * k / n, "ci": wilson(k, n), "n": n, "kind": "rate", "lo": 0.0}
-
-
-def clip(ci, lo):
-    """A normal-approximation interval cut to the scores that can occur (lo..100): a mean of 0..100 rewards has no
-    interval below 0."""
-    return max(lo, ci[0]), min(100.0, ci[1])
-
-
-def average(cells):
-    """Mean of cells with a normal-approximation interval from the cells' own (independent) intervals."""
-    score = sum(c["score"] for c in cells) / len(cells)
-    lo = min(c["lo"] for c in cells)
-    if any(c["ci"] is None for c in cells):
-        ci = None
-    else:
-        se = math.sqrt(sum(((c["ci"][1] - c["ci"][0]) / (2 * Z95)) ** 2 for c in cells)) / len(cells)
-        ci = clip((score - Z95 * se, score + Z95 * se), lo)
-    return {"score": score, "ci": ci, "n": sum(c["n"] for c in cells), "kind": "avg", "lo": lo}
-
-
-def splits(held_out_arg):
-    """(held-in envs, held-out envs, paper's split?): --held-out moves envs the run did not train on from held-in
-    to held-out; the paper's held-out envs stay held-out."""
-    extra = [e.strip() for e in held_out_arg.split(",") if e.strip()] if held_out_arg else []
-    held_out = HELD_OUT + [e for e in extra if e not in HELD_OUT]
-    held_in = [e for e in HELD_IN if e not in extra]
-    return held_in, held_out, held_in == HELD_IN
-
-
-def summarize(envs, held_in, held_out):
-    """Per-env cells plus, per split, the AVG (only when every column of the split is present) or the partial
-    average with how many of the split's columns it covers."""
-    s = {env: cell(env, rows) for env, rows in envs.items()}
-    for group, name in ((held_in, "in"), (held_out, "out")):
-        present = [s[e] for e in group if e in s]
-        s[f"avg_{name}"] = average(present) if present and len(present) == len(group) else None
-        s[f"part_{name}"] = ({**average(present), "of": (len(present), len(group))}
-                             if present and len(present) < len(group) else None)
-    return s
-
-
-# ----------------------------------------------------------------------------- the paper's numbers
-
-def paper_backbone(backbone, main):
-    """(the paper's backbone that rows of `backbone` are compared with, or None; the label of its rows): by name
-    (paper_numbers.BACKBONES); the main backbone of no paper name is compared with the paper's own,
-    Llama-3.1-8B-Instruct, and its rows say so."""
-    for key, paper in P.BACKBONES.items():
-        if key in (backbone or "").lower():
-            return paper, "paper"
-    return (P.LLAMA, f"paper ({P.LLAMA})") if backbone == main else (None, None)
-
-
-def paper_selector(model):
-    """The paper's name of a selector LLM (paper_numbers.SELECTORS), or None."""
-    return next((name for pat, name in P.SELECTORS.items() if model and re.search(pat, str(model).lower())), None)
-
-
-def paper_key(backbone, row):
-    """The key of a (method, ratio) row of the paper's `backbone` in paper_numbers' tables."""
-    return backbone, row[0], None if row[1] is None else round(float(row[1]), 6)
-
-
-def paper_row(first, backbone, row):
-    """{column: the paper's value} of a (method, ratio) row of `backbone`, from the paper's table `first`, else
-    from another of its 16-column tables with the row (Table 7's Llama complete is Table 1's, Table 1's Mistral
-    and Qwen rows are Table 7's); None when the paper has no such row."""
-    if backbone is None or row is None:
-        return None
-    key = paper_key(backbone, row)
-    return next((dict(zip(P.COLUMNS, t[key])) for t in (first, P.TABLE1, P.TABLE2, P.TABLE7) if key in t), None)
-
-
-def minus(ours, paper):
-    """ours - paper for an our cell (or None) and the paper's number (or None)."""
-    return None if ours is None or paper is None else ours["score"] - paper
 
 
 def num(x, signed=False):
@@ -536,16 +243,6 @@ def report(args):
     return out
 
 
-def labels_by_method(what):
-    """({method: {ratio: [names]}} of the rows whose label or selection says what they are (row_of), [the names
-    of the others]); `what` is {name: (method, ratio) or None}."""
-    by_method = defaultdict(lambda: defaultdict(list))
-    for name, p in what.items():
-        if p is not None:
-            by_method[p[0]][p[1]].append(name)
-    return by_method, [name for name, p in what.items() if p is None]
-
-
 def table2_labels(by_method):
     """Table 2: non-critical vs complete vs critical, at the non-critical runs' ratios (else every critical ratio)."""
     ratios = sorted(by_method["noncritical"]) or sorted(by_method["critical"])
@@ -564,17 +261,6 @@ def table3_rows(by_method):
             + [("Random", f"{m:.0%}", n) for m in down("random") for n in by_method["random"][m]]
             + [(name.title(), f"{m:.0%}", n) for name in new for m in down(name) for n in by_method[name][m]]
             + [("Critical", f"{m:.0%}", n) for m in down("critical") for n in by_method["critical"][m]])
-
-
-def paper_averages(backbone, row):
-    """The paper's (held-in AVG, held-out AVG) of a row: Table 3's, else the AVG columns of its row in Table 1 or
-    7; None when the paper has no such row."""
-    if backbone is None or row is None:
-        return None
-    if paper_key(backbone, row) in P.TABLE3:
-        return P.TABLE3[paper_key(backbone, row)]
-    cells = paper_row(P.TABLE1, backbone, row)
-    return (cells["avg_in"], cells["avg_out"]) if cells else None
 
 
 def print_table3(rows3, t3, paper3, paper_split, paper_label, on):
@@ -769,70 +455,6 @@ def print_figure2(fig, paper_split):
                                                                     zip(cells, (16, 9, 14, 16, 9, 14))))
     print("paper: the AVG columns of the paper's Tables 1 and 7 for the same rows (Figure 2 itself is an image "
           "whose values the text does not give).")
-
-
-# ----------------------------------------------------------------------------- charts
-
-def bars(path, groups, series, title):
-    """Grouped bars on a fixed 0-100 axis; series = [(name, [cell or None per group])], intervals as error bars."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) + 2), 4))
-    w = 0.8 / max(1, len(series))
-    for k, (name, cells) in enumerate(series):
-        xs = [i + k * w for i in range(len(groups))]
-        ys = [c["score"] if c else 0.0 for c in cells]
-        err = [[max(0.0, y - c["ci"][0]) if c and c["ci"] else 0.0 for y, c in zip(ys, cells)],
-               [max(0.0, c["ci"][1] - y) if c and c["ci"] else 0.0 for y, c in zip(ys, cells)]]
-        ax.bar(xs, ys, w, yerr=err, capsize=3, label=name)
-    ax.set_xticks([i + w * (len(series) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels(groups, rotation=30)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("score (0-100), 95 % interval")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    ylim = ax.get_ylim()
-    plt.close(fig)
-    print(f"chart: {path}")
-    return ylim
-
-
-def charts(png, t1, rows3, t6, held_in, held_out, t3, fig2):
-    """Bar charts of Tables 1, 3 and 6 and Figure 2; returns {path: y limits}."""
-    stem, ext, out = *os.path.splitext(png), {}
-    if t1:
-        envs = [e for e in held_in + held_out if any(e in s for s in t1.values())]
-        envs += sorted({e for s in t1.values() for e in s if not e.startswith(("avg_", "part_"))} - set(envs))
-        out[png] = bars(png, [column(e) + ("*" if e in held_out else "") for e in envs],
-             [(label, [s.get(e) for e in envs]) for label, s in t1.items()], "held-in and held-out (*) environments")
-    if rows3:
-        out[f"{stem}_table3{ext}"] = bars(f"{stem}_table3{ext}", [f"{d} {s}" for d, s, _ in rows3],
-             [("held-in AVG", [t3[label]["in"] for _, _, label in rows3]),
-              ("held-out AVG", [t3[label]["out"] for _, _, label in rows3])], "Table 3: random vs critical steps")
-    if t6:
-        keys = [(label, env) for label, envs in t6.items() for env in envs]
-        out[f"{stem}_table6{ext}"] = bars(f"{stem}_table6{ext}", [f"{column(e)} ({label})" for label, e in keys],
-             [(name, [t6[label][e][k] for label, e in keys]) for name, k in
-              (("from scratch", "scratch"), ("from critical step (mean)", "critical"), ("per-task best", "best"))],
-             "Table 6: from scratch vs from a critical step")
-    if fig2:
-        # a backbone's held-in and held-out bars; one with several ATLaS rows (selectors) shows its first
-        groups = [(b, split) for b in fig2 for split in ("in", "out")]
-        series = []
-        for row, name in (("complete", "full trajectories"), ("critical", f"ATLaS ({P.RATIO:.0%})")):
-            first = {b: next((r for r in rows.values() if r["row"] == row), None) for b, rows in fig2.items()}
-            series.append((name, [first[b][split] if first[b] else None for b, split in groups]))
-            series.append((f"{name}, paper", [{"score": first[b][f"paper_{split}"], "ci": None}
-                                              if first[b] and first[b][f"paper_{split}"] is not None else None
-                                              for b, split in groups]))
-        path = f"{stem}_figure2{ext}"
-        out[path] = bars(path, [f"{b or '-'} held-{split}" for b, split in groups], series,
-                         "Figure 2: ATLaS vs full trajectories (held-in / held-out averages, k/N partial)")
-    return out
 
 
 def main(argv=None):

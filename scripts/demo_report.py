@@ -13,7 +13,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from report import parse_label, wilson  # noqa: E402
+from results import parse_label  # noqa: E402
+from scores import wilson  # noqa: E402
 from trajectory import read_records, step_indices  # noqa: E402
 
 p = argparse.ArgumentParser(description="summary of a demo.sh run")

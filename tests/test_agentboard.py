@@ -53,8 +53,8 @@ def rows(path):
 
 
 def test_facts_put_agentboard_in_the_papers_columns_and_pddlgym_under_other():
-    import report
-    assert names("held-out") == ["academia", "sheet", "jericho", "pddl"] == report.HELD_OUT
+    import scores
+    assert names("held-out") == ["academia", "sheet", "jericho", "pddl"] == scores.HELD_OUT
     facts = lambda n: (lambda c: (c.split, c.column, c.score, c.max_rounds, c.builtin))(env_class(n))
     assert facts("jericho") == ("held-out", "Jericho", "progress", 30, True)
     assert facts("pddl") == ("held-out", "PDDL", "progress", 30, True)

@@ -14,7 +14,7 @@ import pytest
 
 import agent
 import evaluate
-import report
+import scores
 from agent import ExpertPolicy, OpenAIPolicy, run_episode, run_episodes
 from envs import make_env
 from tests import expert_server
@@ -235,7 +235,7 @@ def test_report_layout_and_metrics(tmp_path, capsys):
     # a full held-in split gives the AVG column
     full = [{"item_id": f"{e}_0", "env": e, "task_id": 0, "reward": 100.0 if e == "sciworld" else 1.0, "success": 1,
              "label": "f"}
-            for e in report.HELD_IN]
+            for e in scores.HELD_IN]
     path.write_text("".join(json.dumps(r) + "\n" for r in full))
     t1 = evaluate.main(["--report", str(path), "--report-png", str(tmp_path / "p.png")])["table1"]
     assert t1["f"]["avg_in"]["score"] == 100.0 and t1["f"]["part_in"] is None and t1["f"]["avg_out"] is None

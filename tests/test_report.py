@@ -9,9 +9,10 @@ import pytest
 
 import evaluate
 import report
+import scores
 from tests.conftest import ROOT
 
-ENVS = report.HELD_IN + report.HELD_OUT
+ENVS = scores.HELD_IN + scores.HELD_OUT
 
 
 def write(path, rows):
@@ -37,26 +38,26 @@ def run_report(tmp_path, files, *extra):
 def test_wilson_by_hand():
     # 12 of 25 (the paper's Maze 48.00): p = 0.48, z = 1.96; centre (p + z^2/2n) / (1 + z^2/n) = 0.48266,
     # half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n) = 0.18235 -> [30.03, 66.50]
-    lo, hi = report.wilson(12, 25)
+    lo, hi = scores.wilson(12, 25)
     assert lo == pytest.approx(30.03, abs=0.01) and hi == pytest.approx(66.50, abs=0.01)
     # 0 of 25: [0, z^2 / (n + z^2)] = [0, 3.8415 / 28.8415] = [0, 13.32]
-    lo, hi = report.wilson(0, 25)
+    lo, hi = scores.wilson(0, 25)
     assert lo == pytest.approx(0.0, abs=1e-9) and hi == pytest.approx(13.32, abs=0.01)
     # 48 vs 44 on 25 games: the intervals overlap almost entirely
-    assert report.wilson(11, 25)[1] > report.wilson(12, 25)[0]
+    assert scores.wilson(11, 25)[1] > scores.wilson(12, 25)[0]
 
 
 def test_mean_reward_intervals_stay_within_the_scores_that_can_occur():
     # babyai rewards 0, 0, 0, 1 (x100): mean 25, s = 50, 25 -+ 1.96 * 50 / 2 = [-24.0, 74.0] -> cut at 0
-    c = report.cell("babyai", [{"reward": r, "success": int(r == 1)} for r in (0, 0, 0, 1)])
+    c = scores.cell("babyai", [{"reward": r, "success": int(r == 1)} for r in (0, 0, 0, 1)])
     assert c["score"] == 25.0 and c["ci"] == pytest.approx((0.0, 74.0), abs=0.01)
     # rewards 1, 1, 1, 0 -> 75 -+ 49.0 = [26.0, 124.0] -> cut at 100
-    assert report.cell("babyai", [{"reward": r, "success": r} for r in (1, 1, 1, 0)])["ci"] == \
+    assert scores.cell("babyai", [{"reward": r, "success": r} for r in (1, 1, 1, 0)])["ci"] == \
         pytest.approx((26.0, 100.0), abs=0.01)
     # ScienceWorld scores go negative: -100, 100 -> 0 -+ 1.96 * 141.42 / 1.414 = [-196, 196] -> [-100, 100]
-    sci = report.cell("sciworld", [{"reward": r, "success": int(r == 100)} for r in (-100.0, 100.0)])
+    sci = scores.cell("sciworld", [{"reward": r, "success": int(r == 100)} for r in (-100.0, 100.0)])
     assert sci["ci"] == pytest.approx((-100.0, 100.0), abs=0.01)
-    assert report.average([c, sci])["ci"][0] >= -100.0 and report.average([c, c])["ci"][0] >= 0.0
+    assert scores.average([c, sci])["ci"][0] >= -100.0 and scores.average([c, c])["ci"][0] >= 0.0
 
 
 def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
@@ -65,7 +66,7 @@ def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
               "random@0.1": 7, "base": 3, "my-model": 5}
     rows = [r for label, k in solved.items() for env in ENVS for r in episodes(label, env, k, 20)]
     # random@0.2 has held-in envs only, one missing: no AVG at all, a partial one marked 9/10
-    rows += [r for env in report.HELD_IN[:-1] for r in episodes("random@0.2", env, 6, 20)]
+    rows += [r for env in scores.HELD_IN[:-1] for r in episodes("random@0.2", env, 6, 20)]
     out = run_report(tmp_path, [write(tmp_path / "r.jsonl", rows)])
     text = capsys.readouterr().out
     assert list(out["table2"]) == ["noncritical@0.3", "complete", "critical@0.3"]
@@ -76,11 +77,11 @@ def test_tables_2_and_3_rows_counts_intervals(tmp_path, capsys):
     assert c["score"] == pytest.approx(60.0) and c["n"] == 10 * 20
     assert t3["critical@0.3"]["out"]["n"] == 4 * 20 and t3["critical@0.3"]["out"]["score"] == pytest.approx(60.0)
     lo, hi = c["ci"]
-    assert lo < 60.0 < hi and hi - lo < report.wilson(12, 20)[1] - report.wilson(12, 20)[0]  # 10 columns
+    assert lo < 60.0 < hi and hi - lo < scores.wilson(12, 20)[1] - scores.wilson(12, 20)[0]  # 10 columns
     assert t3["random@0.2"]["in"] is None and t3["random@0.2"]["part_in"]["of"] == (9, 10)
     assert t3["random@0.2"]["out"] is None and t3["random@0.2"]["part_out"] is None
     cell = out["table1"]["critical@0.3"]["maze"]
-    assert cell["n"] == 20 and cell["ci"] == pytest.approx(report.wilson(12, 20))
+    assert cell["n"] == 20 and cell["ci"] == pytest.approx(scores.wilson(12, 20))
     assert out["table1"]["critical@0.3"]["babyai"]["kind"] == "mean"
     # the printed tables: Table 3's rows in the paper's order with the number of episodes per cell
     lines = text.splitlines()
@@ -110,7 +111,7 @@ def test_table6_rule_and_the_other_rule(tmp_path, capsys):
     assert c["tasks"] == 3 and c["scratch"]["n"] == 3 and c["scratch"]["score"] == pytest.approx(100 / 3)
     assert c["critical"]["n"] == 7 and c["critical"]["score"] == pytest.approx(200 / 7)  # mean over restarts
     assert c["best"]["n"] == 3 and c["best"]["score"] == pytest.approx(200 / 3)          # per-task any
-    assert c["critical"]["ci"] == pytest.approx(report.wilson(2, 7))
+    assert c["critical"]["ci"] == pytest.approx(scores.wilson(2, 7))
     assert c["replay_only"] == 1
     assert out["table1"] == {}  # --from-critical episodes never enter Table 1
     text = capsys.readouterr().out

@@ -8,9 +8,10 @@ import pytest
 
 import paper_numbers as P
 import report
+import scores
 
 LLAMA, MISTRAL = "Llama-3.1-8B-Instruct", "Mistral-7B-Instruct-v0.3"
-ENVS = report.HELD_IN + report.HELD_OUT
+ENVS = scores.HELD_IN + scores.HELD_OUT
 
 
 def episodes(label, env, rewards, backbone=None, selection=None, first=0):
@@ -56,12 +57,12 @@ def two_backbones():
     """Llama (the main backbone: three multi-task rows) and Mistral (two), plus Llama's single-task models on
     BabyAI and Weather: ATLaS by GPT-4o and by Llama-3.1-70B, and the value function. Four of them carry the label
     critical@0.3 (evaluate.py's default name), as do both backbones' multi-task ATLaS rows."""
-    multi = sel("oracle", 0.3, "gpt-4o", sorted(report.HELD_IN))
+    multi = sel("oracle", 0.3, "gpt-4o", sorted(scores.HELD_IN))
     rows = []
     for env in ENVS:  # Llama complete: 2 of 4 solved everywhere (50); critical@0.3: 3 of 4 (75)
-        rows += episodes("complete", env, [1, 1, 0, 0], LLAMA, sel("complete", 1.0, None, sorted(report.HELD_IN)))
+        rows += episodes("complete", env, [1, 1, 0, 0], LLAMA, sel("complete", 1.0, None, sorted(scores.HELD_IN)))
         rows += episodes("critical@0.3", env, [1, 1, 1, 0], LLAMA, multi)
-    rows += episodes("random@0.3", "maze", [1, 0], LLAMA, sel("random", 0.3, None, sorted(report.HELD_IN)))
+    rows += episodes("random@0.3", "maze", [1, 0], LLAMA, sel("random", 0.3, None, sorted(scores.HELD_IN)))
     rows += episodes("complete", "maze", [1, 0, 0, 0], MISTRAL, sel("complete", 1.0, None, ["maze", "wordle"]))
     rows += episodes("complete", "wordle", [1, 1, 1, 0], MISTRAL, sel("complete", 1.0, None, ["maze", "wordle"]))
     rows += episodes("critical@0.3", "maze", [1, 1, 0, 0], MISTRAL, sel("oracle", 0.3, "gpt-4o", ["maze", "wordle"]))
@@ -138,7 +139,7 @@ def test_table7_and_figure2_per_backbone(tmp_path, capsys, two_backbones):
     t7 = section(text, "Table 7")
     start = t7.index(f" {MISTRAL}")
     ours, paper, diff = t7[start + 1:start + 4]
-    maze = report.HELD_IN.index("maze") + 1  # the first word is the row's name
+    maze = scores.HELD_IN.index("maze") + 1  # the first word is the row's name
     assert ours.split()[0] == "complete" and ours.split()[maze] == "25.00"
     assert paper.split()[:2] == ["paper", "79.50"] and paper.split()[maze] == "44.00"  # Alfworld, ..., Maze
     assert diff.split()[:3] == ["ours", "-", "paper"] and diff.split()[maze + 2] == "-19.00"
@@ -250,7 +251,7 @@ def test_paper_numbers_are_consistent():
     for key, (held_in, held_out) in P.TABLE3.items():
         row = dict(zip(P.COLUMNS, P.TABLE7.get(key) or P.TABLE1[key]))
         assert (row["avg_in"], row["avg_out"]) == (held_in, held_out), key
-    assert P.COLUMNS[:10] == tuple(report.HELD_IN) and P.COLUMNS[11:15] == tuple(report.HELD_OUT)
+    assert P.COLUMNS[:10] == tuple(scores.HELD_IN) and P.COLUMNS[11:15] == tuple(scores.HELD_OUT)
 
 
 def test_row_rules_scope_and_selector(tmp_path, capsys):
