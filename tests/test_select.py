@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import answers
 import oracle
 import trajectory
 from tests import oracle_server
@@ -62,7 +63,7 @@ def test_prompt_labels_every_turn_and_states_the_budget():
         assert f"conversation[{i}] ({t['from']}): {t['value']}\n" in prompt + "\n"
     assert "A maximum of 3 steps may be chosen from the conversation." in prompt
     assert f"Only the gpt turns conversation[{', '.join(map(str, steps))}] are steps" in prompt
-    for name in sel.CATEGORIES:
+    for name in answers.CATEGORIES:
         assert f"- {name}: Steps where the LLM agent" in prompt
     assert "2. **The critical steps are:** conversation[...]" in prompt
     js = sel.build_prompt(rec, 3, "json")
@@ -94,7 +95,7 @@ STEPS = [3, 5, 7, 9, 11, 13]
     ("Critical Steps Identified: conversation[5]; conversation[9]", 3, [5, 9], (0, 0, 0)),
 ])
 def test_parse_text_indices(answer, budget, kept, dropped):
-    got, reasons, _, drop = sel.parse_text_answer(answer, STEPS, budget)
+    got, reasons, _, drop = answers.parse_text_answer(answer, STEPS, budget)
     assert got == kept
     assert (drop["not_a_step"], drop["duplicate"], drop["over_budget"]) == dropped
     assert [r["index"] for r in reasons] == kept
@@ -108,13 +109,13 @@ def test_parse_text_categories_reasons_and_plan():
               "- conversation[7] is a key observation: the key is seen.\n"
               "- conversation[9]: a Pivotal Action - opens the door.\n"
               "- conversation[11] (Self-Correction / recall): retries after failing.")
-    kept, reasons, plan, _ = sel.parse_text_answer(answer, STEPS, 4)
+    kept, reasons, plan, _ = answers.parse_text_answer(answer, STEPS, 4)
     assert kept == [3, 7, 9, 11] and plan == "Find the key, then open the door."
     assert [r["category"] for r in reasons] == ["Plan Creation", "Critical Observation", "Critical Action",
                                                 "Self Correction"]
     assert "before conversation[4] arrives" in reasons[0]["reason"]  # a mention of a non-chosen turn: same reason
     # categories given inline in the list, no Reason part
-    kept, reasons, _, _ = sel.parse_text_answer(
+    kept, reasons, _, _ = answers.parse_text_answer(
         "The critical steps are: conversation[5] (Critical Action), conversation[13] (Plan Creation)", STEPS, 3)
     assert [(r["index"], r["category"]) for r in reasons] == [(5, "Critical Action"), (13, "Plan Creation")]
 
@@ -126,8 +127,8 @@ def test_parse_text_categories_reasons_and_plan():
     "",
 ])
 def test_parse_text_rejects_unusable_answers(answer):
-    with pytest.raises(sel.ParseError):
-        sel.parse_text_answer(answer, STEPS, 3)
+    with pytest.raises(oracle.ParseError):
+        answers.parse_text_answer(answer, STEPS, 3)
 
 
 def test_parse_json():
@@ -136,24 +137,24 @@ def test_parse_json():
                                            {"index": 4, "category": "Critical Action", "reason": "human"},
                                            {"index": 9, "category": "Critical Action", "reason": "dup"},
                                            {"index": 5, "category": "Critical Action", "reason": "over"}]}
-    kept, reasons, plan, drop = sel.parse_json_answer("```json\n" + json.dumps(ans) + "\n```", STEPS, 2)
+    kept, reasons, plan, drop = answers.parse_json_answer("```json\n" + json.dumps(ans) + "\n```", STEPS, 2)
     assert kept == [9, 3] and plan == "p" and drop == {"not_a_step": 1, "duplicate": 1, "over_budget": 1}
     assert reasons == [{"index": 9, "category": "Self Correction", "reason": "r9"},
                        {"index": 3, "category": "Plan Creation", "reason": "r3"}]
     # a raw newline inside a string (small local models write them) is not a reason to fail the item
     raw = ('{"plan": "line 1\nline 2", '
            '"critical_steps": [{"index": 3, "category": "Critical Action", "reason": "a\tb"}]}')
-    assert sel.parse_json_answer(raw, STEPS, 2)[0] == [3]
+    assert answers.parse_json_answer(raw, STEPS, 2)[0] == [3]
     for bad in ['{"plan": "x"', '{"plan": "x"}', '{"critical_steps": [{"index": 1}]}', "[3, 5]"]:
-        with pytest.raises(sel.ParseError):
-            sel.parse_json_answer(bad, STEPS, 2)
+        with pytest.raises(oracle.ParseError):
+            answers.parse_json_answer(bad, STEPS, 2)
 
 
 def test_json_schema_bounds_indices_items_and_strings():
     """The schema lets a constrained decoder name only steps, 1..budget of them; llama.cpp's form also bounds the
     strings (OpenAI's strict mode rejects maxLength, so its form must not carry it)."""
     for kind in ("json", "json_object"):
-        fmt = sel.response_format_for(STEPS, kind, 2)
+        fmt = answers.response_format_for(STEPS, kind, 2)
         schema = fmt["json_schema"]["schema"] if kind == "json" else fmt["schema"]
         crit = schema["properties"]["critical_steps"]
         assert crit["minItems"] == 1 and crit["maxItems"] == 2
@@ -171,8 +172,8 @@ def test_parse_every_server_style_and_synonym():
         style, picks = oracle_server.scripted_choice(rec["conversations"][0]["value"], steps, k)
         styles.add(style)
         want = ([i for i, _, _ in picks], [c for _, _, c in picks])
-        for answer, parse in [(oracle_server.render_text(style, picks), sel.parse_text_answer),
-                              (oracle_server.render_json(picks), sel.parse_json_answer)]:
+        for answer, parse in [(oracle_server.render_text(style, picks), answers.parse_text_answer),
+                              (oracle_server.render_json(picks), answers.parse_json_answer)]:
             kept, reasons, plan, dropped = parse(answer, steps, k)
             assert (kept, [r["category"] for r in reasons]) == want and plan
             assert all(r["reason"] for r in reasons) and sum(dropped.values()) == 0
