@@ -32,7 +32,7 @@ in the record and in the final summary (answers.py parses). Only what fails ever
 cannot be reached) stops the run, with one line; the retries, the threads and the key's redaction are oracle.py.
 One run writes an output at a time (OUTPUT.lock), and a rerun with other settings (method, ratio, model, seed,
 reference) than OUTPUT.config.json is refused unless --force; the key is never written (only api_key_set). With
---batch the file and batch ids are kept in OUTPUT.batch.json (oracle.run_batches): a killed run resumes the same
+--batch the file and batch ids are kept in OUTPUT.batch.json (batches.run_batches): a killed run resumes the same
 batches and never uploads or creates one twice; a batch's unusable answers go to the errors file, and a rerun (with
 or without --batch) asks for them again.
 """
@@ -55,6 +55,7 @@ else:
 
     from tqdm import tqdm
 
+    import batches
     import oracle
     import runs
     import trajectory
@@ -287,7 +288,7 @@ def dry_run(args, todo, skipped):
         answer_tokens += 150 + 60 * k  # rough: a plan plus one reason per step
     print(f"dry run: {len(todo)} trajectories to select, {skipped} already in {args.output}")
     if args.batch:
-        pending = oracle.read_batch_state(args.output + ".batch.json") or {"batches": []}
+        pending = batches.read_batch_state(args.output + ".batch.json") or {"batches": []}
         sent = {i for b in pending["batches"] if not b.get("collected") for i in b["items"]}
         todo = [r for r in todo if str(r["item_id"]) not in sent]
         if sent:
@@ -305,8 +306,8 @@ def dry_run(args, todo, skipped):
     print(f"estimated cost: ${cost:,.2f} at ${price[0]}/${price[1]} per 1M input/output tokens "
           f"({'--price' if args.price else args.model + ' list price'})")
     if args.batch:
-        chunks, too_big = oracle.plan_batches([str(r["item_id"]) for r in todo], batch_line_of(args, todo))
-        print(f"Batch API (--batch): ${cost * oracle.BATCH_DISCOUNT:,.2f} ({oracle.BATCH_DISCOUNT:.0%} of the "
+        chunks, too_big = batches.plan_batches([str(r["item_id"]) for r in todo], batch_line_of(args, todo))
+        print(f"Batch API (--batch): ${cost * batches.BATCH_DISCOUNT:,.2f} ({batches.BATCH_DISCOUNT:.0%} of the "
               f"synchronous ${cost:,.2f}), in {len(chunks)} batches" +
               (f"; {len(too_big)} requests too big for a batch file" if too_big else ""))
 
@@ -389,13 +390,13 @@ def batch_line_of(args, todo):
 
     def line_of(cid):
         prompt, schema, _, _ = oracle_request(args, by_id[cid])
-        return oracle.batch_line(cid, oracle.chat_request(prompt, model=args.model, max_tokens=args.max_tokens,
+        return batches.batch_line(cid, oracle.chat_request(prompt, model=args.model, max_tokens=args.max_tokens,
                                                           response_format=schema))
     return line_of
 
 
 def select_batch(args, client, todo, out, errors):
-    """--batch: the requests of select_oracle, one answer each, through the Batch API (oracle.run_batches); each
+    """--batch: the requests of select_oracle, one answer each, through the Batch API (batches.run_batches); each
     answer is parsed and written as select_all writes it. An unusable answer or a failed request goes to the
     errors file (a rerun, with or without --batch, asks again). Returns (stats, the FatalError or None)."""
     stats, by_id = new_stats(), {str(r["item_id"]): r for r in todo}
@@ -405,7 +406,7 @@ def select_batch(args, client, todo, out, errors):
         if err is None:
             try:
                 _, _, parse, k = oracle_request(args, rec)
-                out_rec = oracle_record(args, rec, k, oracle.batch_reply(body, parse))
+                out_rec = oracle_record(args, rec, k, batches.batch_reply(body, parse))
                 trajectory.validate_record(out_rec, "the selected record")
             except ItemError as e:
                 err = e
@@ -414,7 +415,7 @@ def select_batch(args, client, todo, out, errors):
         write_result(out, errors, stats, rec, out_rec, err)
 
     settings = {k: getattr(args, k) for k in ("model", "ratio", "response_format", "max_tokens")}
-    return stats, oracle.run_batches(client, args.output + ".batch.json", list(by_id), batch_line_of(args, todo),
+    return stats, batches.run_batches(client, args.output + ".batch.json", list(by_id), batch_line_of(args, todo),
                                      finish, settings=settings, poll=args.poll, max_retries=args.max_retries,
                                      backoff=args.backoff, where=args.base_url or "OpenAI")
 
@@ -445,7 +446,7 @@ def main(argv=None):
             done = runs.done_keys(args.output)
             todo = [r for r in records if r["item_id"] not in done]
             return dry_run(args, todo, len(records) - len(todo))
-        pending = oracle.pending_batch_items(args.output + ".batch.json") if args.method == "oracle" else 0
+        pending = batches.pending_batch_items(args.output + ".batch.json") if args.method == "oracle" else 0
         if pending and not args.batch:
             raise ValueError(f"{args.output}.batch.json: {pending} requests are in Batch API batches not collected "
                              f"yet (paid for): rerun with --batch to collect them, or remove the file to give them up")

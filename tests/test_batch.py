@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import batches
 import oracle
 import trajectory
 from tests import batch_server
@@ -261,8 +262,8 @@ def test_inputs_over_the_limits_are_split(server, key, tmp_path, capsys, monkeyp
     if limit == "requests":  # the long one still fails alone: lower the byte limit below it, above the others
         max_bytes = (normal * 3 + size[recs[5]["item_id"]]) // 2
         assert 3 * normal < max_bytes < size[recs[5]["item_id"]]
-    monkeypatch.setattr(oracle, "BATCH_MAX_REQUESTS", max_requests)
-    monkeypatch.setattr(oracle, "BATCH_MAX_BYTES", max_bytes)
+    monkeypatch.setattr(batches, "BATCH_MAX_REQUESTS", max_requests)
+    monkeypatch.setattr(batches, "BATCH_MAX_BYTES", max_bytes)
     server.max_requests, server.max_bytes = max_requests, max_bytes
     code, stdout, _ = run_in(capsys, *command(inp, out, server.url, "--dry-run")[2:])
     planned = int(stdout.split("), in ")[1].split(" batches")[0])
