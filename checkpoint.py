@@ -4,6 +4,7 @@
                                                       # folder that holds a run, unless --resume / --overwrite, and a
                                                       # resume with other settings); every rank gets the verdict
     selection = checkpoint.selection_of(records)                # what the records were selected by
+    checkpoint.load_pretrained(model, path, config, master)     # rank 0 reads the weights, every rank its shards
     checkpoint.save_hf(model, tokenizer, path, ...)             # HF folder + selection.json, loadable by vLLM,
                                                                 # written beside its place and renamed when complete
     checkpoint.save_state(model, optimizer, output, step)       # sharded model + optimizer (DCP), per-rank RNG
@@ -116,6 +117,29 @@ class SaveError(RuntimeError):
 
 
 SHARD_BYTES = 5 * 1024 ** 3  # safetensors files of at most ~5 GB, as Hugging Face shards its own checkpoints
+
+
+def load_pretrained(model, path, config, master, trust_remote_code=False):
+    """The weights of the model folder `path` into the sharded `model` (after fully_shard and to_empty): rank 0
+    alone reads them, and every rank receives its shards (the pytorch/examples FSDP2 recipe); the non-persistent
+    buffers (rotary inv_freq), which no state dict holds, are broadcast from rank 0."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from transformers import AutoModelForCausalLM
+    full_sd, buffers = {}, {}
+    if master:
+        ref = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32,
+                                                   trust_remote_code=trust_remote_code)
+        full_sd, buffers = ref.state_dict(), {k: v.clone() for k, v in ref.named_buffers()}
+        del ref
+    set_model_state_dict(model, full_sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for name, buf in model.named_buffers():
+        if master:
+            buf.copy_(buffers[name])
+        dist.broadcast(buf, src=0)
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
 
 
 def save_hf(model, tokenizer, path, save_dtype, source, selection, master, gather=False):

@@ -1,6 +1,7 @@
-"""Where the compute runs: the compute dtype (bf16 only where it is native), torchrun's ranks, and the token-budget
-batcher that train.py and perplexity.py share. torch is imported inside the functions that need it.
+"""Where the compute runs: the compute dtype (bf16 only where it is native), torchrun's ranks and how they leave
+together, and the token-budget batcher that train.py and perplexity.py share. torch is imported inside the functions that need it.
 """
+import atexit
 import os
 import sys
 
@@ -114,3 +115,31 @@ def _leave_with_launcher(name, rank):
         print(f"{name} rank {rank}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr, flush=True)
         os._exit(1)
     threading.Thread(target=watch_launcher, daemon=True).start()
+
+
+def refuse(name, message, code=1):
+    """Refuse to go on: one line `name: message` on stderr (rank 0 only; every rank finds the same problem, and
+    calls this), exit code 1 (or `code`). The other ranks wait for rank 0's line first: a rank that left at once
+    would have torchrun stop rank 0 before it printed. (torchrun itself exits 1 whatever the code; the line says
+    which it was.)"""
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"{name}: {message}", file=sys.stderr, flush=True)
+    dist_ = sys.modules["torch"].distributed if "torch" in sys.modules else None
+    if dist_ is not None and dist_.is_initialized() and dist_.get_world_size() > 1:
+        dist_.barrier()
+    leave(code)
+
+
+def leave(code=0):
+    """End this process with `code`. Once torch is imported the interpreter's own teardown is skipped (os._exit,
+    after the process group is destroyed and the streams flushed): on gloo a rank's teardown racing its peer's has
+    aborted a finished run (rank 1 SIGABRT at exit, rank 0 killed mid-teardown: 1 run in ~50 in CI), and a refusal's
+    exit code must be the one the driver reads. The atexit handlers still run (they release the folder's lock)."""
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    if sys.modules["torch"].distributed.is_initialized():
+        sys.modules["torch"].distributed.destroy_process_group()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

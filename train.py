@@ -20,14 +20,15 @@ optimizer step: loss, lr, grad norm, tokens/s, model TFLOP/s, MFU), final/ (HF f
 loadable by from_pretrained and vLLM, and selection.json: the records' selection method, ratio and selector model,
 which evaluate.py names its results by), step_N/ (the same, every --save-every steps), state/ (the latest
 resumable state: sharded model + optimizer via torch.distributed.checkpoint, saved every --save-minutes and at each
-epoch's end). checkpoint.py holds the folder policy and the saving; flops.py the FLOP, MFU and memory counts.
-A folder that holds a run is never overwritten silently: pass --resume to continue it or --overwrite to start over.
-One run writes a folder at a time (a lock in --output/.lock). Stop a run by killing the whole process tree
-(`kill -- -PGID` of torchrun's group, or Ctrl-C): workers also exit by themselves within a second of the
+epoch's end). checkpoint.py holds the folder policy, the loading and the saving; flops.py the FLOP, MFU and memory
+counts. A folder that holds a run is never overwritten silently: pass --resume to continue it or --overwrite to
+start over. One run writes a folder at a time (a lock in --output/.lock). Stop a run by killing the whole process
+tree (`kill -- -PGID` of torchrun's group, or Ctrl-C): workers also exit by themselves within a second of the
 launcher's death.
 """
 import argparse
 import atexit
+import functools
 import hashlib
 import inspect
 import json
@@ -42,7 +43,7 @@ from tqdm import tqdm
 import checkpoint
 import flops
 import tracking
-from devices import init_distributed, print0, resolve_dtype, token_budget_batches
+from devices import init_distributed, leave, print0, refuse, resolve_dtype, token_budget_batches
 from trajectory import (IGNORE_INDEX, RecordError, read_records, template_kwargs, tokenize_record,
                         trim_after_last_loss, use_template_kwargs)
 
@@ -127,36 +128,8 @@ args = parser.parse_args()
 
 rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 master = rank == 0
-
-
 NOTHING_TO_TRAIN = 3  # the exit code when no record keeps a loss token: the driver skips that row, loudly
-
-
-def fail(message, code=1):
-    """Refuse to go on: one line on stderr (rank 0 only; every rank finds the same problem, and calls this), exit
-    code 1 (or `code`). The other ranks wait for rank 0's line first: a rank that left at once would have torchrun
-    stop rank 0 before it printed. (torchrun itself exits 1 whatever the code; the line says which it was.)"""
-    if master:
-        print(f"train.py: {message}", file=sys.stderr, flush=True)
-    dist_ = sys.modules["torch"].distributed if "torch" in sys.modules else None
-    if dist_ is not None and dist_.is_initialized() and dist_.get_world_size() > 1:
-        dist_.barrier()
-    leave(code)
-
-
-def leave(code=0):
-    """End this process with `code`. Once torch is imported the interpreter's own teardown is skipped (os._exit,
-    after the process group is destroyed and the streams flushed): on gloo a rank's teardown racing its peer's has
-    aborted a finished run (rank 1 SIGABRT at exit, rank 0 killed mid-teardown: 1 run in ~50 in CI), and a refusal's
-    exit code must be the one the driver reads. The atexit handlers still run (they release the folder's lock)."""
-    if "torch" not in sys.modules:
-        raise SystemExit(code)
-    if sys.modules["torch"].distributed.is_initialized():
-        sys.modules["torch"].distributed.destroy_process_group()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+fail = functools.partial(refuse, "train.py")  # one line on stderr, every rank stops (devices.refuse)
 
 
 # ----------------------------------------------------------------------------- options and inputs, before any model
@@ -215,7 +188,6 @@ if not data_problem:
 # torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain `python train.py` is a world of one, same code path.
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict  # noqa: E402
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard  # noqa: E402
 
 rank, world_size, device = init_distributed("train.py", always=True)  # FSDP needs a process group, even alone
@@ -381,12 +353,6 @@ if refusal:
     fail(refusal)
 
 # ----------------------------------------------------------------------------- weights
-full_sd, buffers = {}, {}
-if master:
-    ref = AutoModelForCausalLM.from_pretrained(args.model, config=config, dtype=torch.float32,
-                                               trust_remote_code=args.trust_remote_code)
-    full_sd, buffers = ref.state_dict(), {k: v.clone() for k, v in ref.named_buffers()}
-    del ref
 if args.activation_checkpointing:
     model.activation_checkpointing_enable({"use_reentrant": False})  # non-reentrant: composes with FSDP hooks
 mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
@@ -403,14 +369,7 @@ if args.cpu_offload and use_cuda:  # buffers (rotary inv_freq) are not offloaded
     for module in model.modules():  # brings the parameters for each forward
         for name, buf in module.named_buffers(recurse=False):
             module._buffers[name] = buf.to(device)
-set_model_state_dict(model, full_sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
-for name, buf in model.named_buffers():  # non-persistent buffers (rotary inv_freq) are not in the state dict
-    if master:
-        buf.copy_(buffers[name])
-    dist.broadcast(buf, src=0)
-if getattr(config, "tie_word_embeddings", False):
-    model.tie_weights()
-del full_sd, buffers
+checkpoint.load_pretrained(model, args.model, config, master, args.trust_remote_code)  # rank 0 reads
 model.train()
 device_name = torch.cuda.get_device_name(device) if use_cuda else None
 peak = flops.peak_tflops(device_name, dtype, args.peak_tflops)
