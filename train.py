@@ -27,6 +27,7 @@ tree (`kill -- -PGID` of torchrun's group, or Ctrl-C): workers also exit by them
 launcher's death.
 """
 import argparse
+import array
 import atexit
 import functools
 import hashlib
@@ -232,6 +233,9 @@ use_template_kwargs(tokenizer, chat_kwargs)  # the same rendering as perplexity.
 if getattr(tokenizer, "chat_template", None) is None:
     fail(f"--model {args.model}: the tokenizer has no chat template; ATLaS renders trajectories with the model's own "
          f"template (use an instruct/chat model folder)")
+# The examples' inputs and targets in two flat int32 buffers, examples[j] = (start, length, loss tokens): 8 bytes a
+# token (lists of Python ints: ~37), and tokenisation stays linear in the number of records (bench/RESULTS.md).
+inputs, targets = array.array("i"), array.array("i")
 examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = [], [], 0, 0, 0, 0
 for rec in tqdm(records, desc="tokenize", disable=not master):
     try:
@@ -243,15 +247,19 @@ for rec in tqdm(records, desc="tokenize", disable=not master):
     n_truncated += t["n_tokens"] > len(t["input_ids"])
     # pre-shift: the model sees ids[:-1] and predicts labels[1:]
     x, y = ids[:-1], labels[1:]
-    if not any(l != IGNORE_INDEX for l in y):
+    n_loss = sum(l != IGNORE_INDEX for l in y)
+    if not n_loss:
         skipped.append(rec["item_id"])  # no loss token left (all loss turns cut, or a record without any)
         continue
     n_full += len(t["input_ids"])
     n_kept += len(ids)
-    examples.append((x, y, sum(l != IGNORE_INDEX for l in y)))
+    examples.append((len(inputs), len(x), n_loss))
+    inputs.extend(x)
+    targets.extend(y)
 if not examples:
     fail(f"nothing to train: {args.data}: none of the {len(records)} records has a loss token within --max-length "
          f"{args.max_length} (first: {skipped[:3]})", NOTHING_TO_TRAIN)
+inputs, targets = torch.frombuffer(inputs, dtype=torch.int32), torch.frombuffer(targets, dtype=torch.int32)
 print0(f"{len(examples)} trajectories ({len(skipped)} skipped: no loss token after truncation), "
        f"{n_truncated} truncated to {args.max_length} tokens, {n_cut_turns} loss turns cut; "
        f"trimming after the last loss token saves {1 - n_kept / n_full:.1%} of the tokens")
@@ -283,22 +291,22 @@ def step_micro_batches(step, r=rank):
     one micro-batch have similar lengths and padding stays small."""
     epoch, i = divmod(step, steps_per_epoch)
     batch = epoch_order(epoch)[i * args.batch_size:(i + 1) * args.batch_size]
-    mine = sorted(batch, key=lambda j: -len(examples[j][0]))[r::world_size]
-    cuts = token_budget_batches([len(examples[j][0]) for j in mine], args.micro_batch_tokens, args.micro_batch_size)
+    mine = sorted(batch, key=lambda j: -examples[j][1])[r::world_size]
+    cuts = token_budget_batches([examples[j][1] for j in mine], args.micro_batch_tokens, args.micro_batch_size)
     return [[mine[k] for k in cut] for cut in cuts]
 
 
 def collate(idx):
     """Right-padded (inputs, targets, number of real tokens, model FLOPs). No attention mask is needed: with right
     padding and causal attention no real token ever attends to a pad, and pads carry IGNORE_INDEX targets."""
-    L = max(len(examples[j][0]) for j in idx)
+    L = max(examples[j][1] for j in idx)
     x = torch.full((len(idx), L), pad_id, dtype=torch.long)
     y = torch.full((len(idx), L), IGNORE_INDEX, dtype=torch.long)
     for r, j in enumerate(idx):
-        xs, ys, _ = examples[j]
-        x[r, :len(xs)], y[r, :len(ys)] = torch.tensor(xs), torch.tensor(ys)
-    n_flops = sum(flops.train_flops(len(examples[j][0]), examples[j][2], **shape) for j in idx)
-    return x.to(device), y.to(device), sum(len(examples[j][0]) for j in idx), n_flops
+        s, n, _ = examples[j]
+        x[r, :n], y[r, :n] = inputs[s:s + n], targets[s:s + n]
+    n_flops = sum(flops.train_flops(examples[j][1], examples[j][2], **shape) for j in idx)
+    return x.to(device), y.to(device), sum(examples[j][1] for j in idx), n_flops
 
 
 pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -317,8 +325,8 @@ shape = flops.model_shape(model, config)  # what collate's FLOP count needs
 # memory per rank, sized on the largest micro-batch any rank will see (rows x padded length), printed before the
 # weights are read so that a user can size the GPUs from the first lines of the log
 largest = max((mb for s in range(total_steps) for r in range(world_size) for mb in step_micro_batches(s, r)),
-              key=lambda mb: len(mb) * len(examples[mb[0]][0]))
-rows, length = len(largest), len(examples[largest[0]][0])
+              key=lambda mb: len(mb) * examples[mb[0]][1])
+rows, length = len(largest), examples[largest[0]][1]
 mem = flops.memory_per_rank(model, config, world_size, dtype, rows * length, sum(examples[j][2] for j in largest),
                             args.activation_checkpointing)
 gib = {k: v / 2**30 for k, v in mem.items()}

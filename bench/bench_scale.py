@@ -47,6 +47,7 @@ run's efficiency is its ideal time (C slots taking the items in order, one laten
 measured request loop; a full pass is projected as N x (mean time an item holds a slot) / C over that efficiency.
 """
 import argparse
+import array
 import contextlib
 import ctypes
 import functools
@@ -283,30 +284,38 @@ def stage_main(a):
         tok, tok_name = tokenizer_of(a.tokenizer)
         records = trajectory.read_records(sel["random"])
         trajectory.tokenize_record(records[0], tok, 8192)  # the chat template is compiled on the first call
-        tokenized, examples = [], []
+        tokenized, examples, kept = [], [], {}
 
-        def tokenize():  # train.py's loop: tokenize, trim after the last loss token, pre-shift, keep
+        def tokenize():  # train.py's loop: tokenize, trim after the last loss token, pre-shift, keep (flat int32)
+            inputs, targets = array.array("i"), array.array("i")
             for rec in records:
                 t = trajectory.tokenize_record(rec, tok, 8192)
                 ids, labels = trajectory.trim_after_last_loss(t)
                 x, y = ids[:-1], labels[1:]
                 tokenized.append((len(t["input_ids"]), max((e for _, e in t["spans"].values()), default=0),
                                   t["n_tokens"]))
-                if any(l != trajectory.IGNORE_INDEX for l in y):
-                    examples.append((x, y, sum(l != trajectory.IGNORE_INDEX for l in y)))
+                n_loss = sum(l != trajectory.IGNORE_INDEX for l in y)
+                if n_loss:
+                    examples.append((len(inputs), len(x), n_loss))
+                    inputs.extend(x)
+                    targets.extend(y)
+            kept["inputs"], kept["targets"] = (torch.frombuffer(inputs, dtype=torch.int32),
+                                               torch.frombuffer(targets, dtype=torch.int32))
             return {"tokenizer": tok_name, "tokens": sum(n for n, _, _ in tokenized), "examples": len(examples),
                     "truncated": sum(n > 8192 for _, _, n in tokenized)}
         measure("tokenize", tokenize, results)
 
         def train_batches():
-            lengths = [len(x) for x, _, _ in examples]
+            lengths = [n for _, n, _ in examples]
             micro, largest = train_micro_batches(lengths)
+            inputs, targets = kept["inputs"], kept["targets"]
             for mb in micro:  # train.py's collate, without the device copy and the FLOP count
                 L = max(lengths[j] for j in mb)
                 x = torch.full((len(mb), L), 0, dtype=torch.long)
                 y = torch.full((len(mb), L), trajectory.IGNORE_INDEX, dtype=torch.long)
                 for r, j in enumerate(mb):
-                    x[r, :lengths[j]], y[r, :lengths[j]] = torch.tensor(examples[j][0]), torch.tensor(examples[j][1])
+                    s, n, _ = examples[j]
+                    x[r, :n], y[r, :n] = inputs[s:s + n], targets[s:s + n]
             pad, real = padding(lengths, micro)
             # the complete selection (every step trained): trimmed after the last step that fits
             full = [e - 1 for _, e, _ in tokenized if e > 1]
@@ -535,8 +544,8 @@ def report(a, sizes, rows, latency, load0, elapsed):
               f"{t['padding_random']:.1%} of the tokens computed (random 30 %), {t['padding_complete']:.1%} (all "
               f"steps), {t['padding_complete_8192']:.1%} at 8192-token micro-batches; largest micro-batch "
               f"{t['largest'][0]} x {t['largest'][1]}; perplexity.py's batches (16384 tokens): "
-              f"{rows['ppl batches'][top]['padding']:.1%}. train.py keeps its examples as Python lists: "
-              f"{tok['added_mib'] * 2**20 / tok['tokens']:.0f} bytes per token of the rendered trajectories")
+              f"{rows['ppl batches'][top]['padding']:.1%}. train.py's kept examples and the tokeniser's "
+              f"work: {tok['added_mib'] * 2**20 / tok['tokens']:.0f} bytes per token of the rendered trajectories")
         worst = max(t["padding_random"], t["padding_complete"])
         if worst > 0.10:
             print(f"padding above 10 %: packing the micro-batches (rows laid end to end, attention kept within "
