@@ -1,5 +1,6 @@
 """Where the compute runs: the compute dtype (bf16 only where it is native), torchrun's ranks and how they leave
-together, and the token-budget batcher that train.py and perplexity.py share. torch is imported inside the functions that need it.
+together, and the token-budget batcher that train.py and perplexity.py share. torch is imported inside the
+functions that need it.
 """
 import atexit
 import os

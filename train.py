@@ -234,7 +234,7 @@ if getattr(tokenizer, "chat_template", None) is None:
     fail(f"--model {args.model}: the tokenizer has no chat template; ATLaS renders trajectories with the model's own "
          f"template (use an instruct/chat model folder)")
 # The examples' inputs and targets in two flat int32 buffers, examples[j] = (start, length, loss tokens): 8 bytes a
-# token (lists of Python ints: ~37), and tokenisation stays linear in the number of records (bench/RESULTS.md).
+# token (lists of Python ints: ~37, and as they piled up glibc's malloc slowed the tokenisation; bench/RESULTS.md).
 inputs, targets = array.array("i"), array.array("i")
 examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = [], [], 0, 0, 0, 0
 for rec in tqdm(records, desc="tokenize", disable=not master):
