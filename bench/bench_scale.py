@@ -24,7 +24,8 @@ reports the seconds of its work (imports and model-free set-up excluded), its CP
   complement    select.py --method complement --reference the oracle's output (Table 2)
   tokenize      train.py's tokenisation of the random selection: trajectory.tokenize_record with SmolLM2's
                 tokenizer and chat template (scripts/get_smollm2.py; else the tests' tiny one), --max-length 8192,
-                trimmed after the last loss token, kept as train.py keeps its examples
+                trimmed after the last loss token, kept as train.py keeps its examples (two flat int32 buffers),
+                in a thread of its own as train.py runs it (devices.in_own_thread)
   train batches train.py's batching at its defaults: 3 epochs of seeded shuffles, global batch 128, length-sorted
                 micro-batches of <= 4 rows and <= 16384 tokens (devices.token_budget_batches), the scan for the
                 largest micro-batch, and the padded tensors of every micro-batch (collate)
@@ -303,7 +304,8 @@ def stage_main(a):
                                                torch.frombuffer(targets, dtype=torch.int32))
             return {"tokenizer": tok_name, "tokens": sum(n for n, _, _ in tokenized), "examples": len(examples),
                     "truncated": sum(n > 8192 for _, _, n in tokenized)}
-        measure("tokenize", tokenize, results)
+        from devices import in_own_thread
+        measure("tokenize", lambda: in_own_thread(tokenize), results)  # as train.py runs it: a thread of its own
 
         def train_batches():
             lengths = [n for _, n, _ in examples]

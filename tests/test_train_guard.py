@@ -93,6 +93,11 @@ def folders(tmp_path_factory):
     cfg = json.load(open(plain / "tokenizer_config.json"))
     cfg.pop("chat_template", None)
     json.dump(cfg, open(plain / "tokenizer_config.json", "w"))
+    rewrites = tmp / "rewrites"  # a template that does not copy the content: no step can be located
+    shutil.copytree(plain, rewrites)
+    cfg["chat_template"] = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | upper }}"
+                            "<|im_end|>\n{% endfor %}")
+    json.dump(cfg, open(rewrites / "tokenizer_config.json", "w"))
     rec = make_records(1, seed=4)[0]
     bad = tmp / "bad.jsonl"
     bad.write_text(json.dumps(make_records(1, seed=5)[0]) + "\n" + json.dumps({**rec, "steps": 3}) + "\n")
@@ -113,6 +118,7 @@ CASES = [  # (extra flags, environment, what the one line must say)
     (["--model", "{tmp}/empty_model"], {}, "empty_model: not a model folder (no config.json)"),
     (["--model", "{tmp}/no_weights"], {}, "no_weights: no weights"),
     (["--model", "{tmp}/no_template"], {}, "no_template: the tokenizer has no chat template"),
+    (["--model", "{tmp}/rewrites"], {}, "data.jsonl: item_id 'tiny_0': item_id 'tiny_0': the chat template changed"),
     (["--data", "{tmp}/bad.jsonl"], {}, "bad.jsonl: line 2 (item_id 'tiny_0')"),
     (["--data", "{tmp}"], {}, "bad data"),
     (["--data", "{tmp}/missing.jsonl"], {}, "missing.jsonl: no such file"),
