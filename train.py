@@ -235,37 +235,36 @@ if getattr(tokenizer, "chat_template", None) is None:
          f"template (use an instruct/chat model folder)")
 def tokenize_all():
     """Every record tokenised with the model's chat template, trimmed after its last loss token and pre-shifted (the
-    model sees ids[:-1] and predicts labels[1:]): (inputs, targets, examples, skipped ids, counts). The inputs and
-    targets of all examples go into two flat int32 buffers, examples[j] = (start, length, loss tokens): 8 bytes a
-    token (lists of Python ints: ~37)."""
+    model sees ids[:-1] and predicts labels[1:]): (inputs, targets, examples, skipped ids, loss turns cut, records
+    truncated, tokens before and after the trim). The inputs and targets of all examples go into two flat int32
+    buffers, examples[j] = (start, length, loss tokens): 8 bytes a token (lists of Python ints: ~37)."""
     inputs, targets = array.array("i"), array.array("i")
-    examples, skipped, counts = [], [], {"cut_turns": 0, "truncated": 0, "full": 0, "kept": 0}
+    examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = [], [], 0, 0, 0, 0
     for rec in tqdm(records, desc="tokenize", disable=not master, delay=1):  # a bar for loops over 1 s
         try:
             t = tokenize_record(rec, tokenizer, args.max_length)
         except ValueError as e:  # RecordError too: a template that rewrites content, or no chat template at all
             raise RecordError(f"bad data: {args.data}: item_id {rec['item_id']!r}: {e}") from None
         ids, labels = trim_after_last_loss(t)
-        counts["cut_turns"] += t["n_cut_loss_turns"]
-        counts["truncated"] += t["n_tokens"] > len(t["input_ids"])
+        n_cut_turns += t["n_cut_loss_turns"]
+        n_truncated += t["n_tokens"] > len(t["input_ids"])
         x, y = ids[:-1], labels[1:]
         n_loss = sum(l != IGNORE_INDEX for l in y)
         if not n_loss:
             skipped.append(rec["item_id"])  # no loss token left (all loss turns cut, or a record without any)
             continue
-        counts["full"] += len(t["input_ids"])
-        counts["kept"] += len(ids)
+        n_full += len(t["input_ids"])
+        n_kept += len(ids)
         examples.append((len(inputs), len(x), n_loss))
         inputs.extend(x)
         targets.extend(y)
-    return inputs, targets, examples, skipped, counts
+    return inputs, targets, examples, skipped, n_cut_turns, n_truncated, n_full, n_kept
 
 
 try:  # in a thread of its own, so in a malloc arena of its own (devices.in_own_thread; bench/RESULTS.md)
-    inputs, targets, examples, skipped, counts = in_own_thread(tokenize_all)
+    inputs, targets, examples, skipped, n_cut_turns, n_truncated, n_full, n_kept = in_own_thread(tokenize_all)
 except RecordError as e:
     fail(str(e))
-n_cut_turns, n_truncated, n_full, n_kept = counts["cut_turns"], counts["truncated"], counts["full"], counts["kept"]
 if not examples:
     fail(f"nothing to train: {args.data}: none of the {len(records)} records has a loss token within --max-length "
          f"{args.max_length} (first: {skipped[:3]})", NOTHING_TO_TRAIN)
